@@ -1,0 +1,115 @@
+"""Every Redis key the gateway uses, in one place.
+
+Rules (DESIGN.md, "Redis"):
+- Every key of one customer carries the hash tag ``{c:<customer_id>}``, so one thread's keys sit
+  in one Cluster slot and change together in one Lua call.
+- Global indexes live in their own slots: the conversation indexes share ``{ix}`` so that one Lua
+  call moves a conversation between them atomically; each ingest partition shares ``{p:<n>}``
+  between its stream and its dedupe keys, so dedupe + durable record is one atomic round trip.
+- No command ever spans two customers' tags.
+
+`prefix` namespaces a deployment (and isolates tests on a shared server).
+"""
+
+from __future__ import annotations
+
+import zlib
+
+
+class Keys:
+    def __init__(self, prefix: str = "og") -> None:
+        self.prefix = prefix
+
+    # --- one customer: thread, timeline, status overlay ----------------------------------------
+    def thread(self, cid: str) -> str:
+        """Hash: the customer's profile and thread state, plus per-partition replay watermarks."""
+        return f"{self.prefix}:{{c:{cid}}}"
+
+    def timeline(self, cid: str) -> str:
+        """List: the thread's messages, append-only, msgpack; a message's id ends in its index."""
+        return f"{self.prefix}:{{c:{cid}}}:m"
+
+    def overlay(self, cid: str) -> str:
+        """Hash: mutable delivery state of outbound messages (index -> status record)."""
+        return f"{self.prefix}:{{c:{cid}}}:s"
+
+    def episodes(self, cid: str) -> str:
+        """List: closed episodes (open -> resolved spans)."""
+        return f"{self.prefix}:{{c:{cid}}}:e"
+
+    def idempotency(self, cid: str, key: str) -> str:
+        return f"{self.prefix}:{{c:{cid}}}:idem:{key}"
+
+    # --- global lookups ---------------------------------------------------------------------------
+    def identity(self, kind: str, address: str) -> str:
+        return f"{self.prefix}:ident:{kind}:{address}"
+
+    def provider_message(self, instance: str, provider_id: str) -> str:
+        """Hash tagged by the provider id: where our outbound message lives, and any early status."""
+        return f"{self.prefix}:{{pm:{instance}:{provider_id}}}"
+
+    def merge_suggestions(self) -> str:
+        """Hash: identity key -> the customer whose thread it wrote into without being linked."""
+        return f"{self.prefix}:merge"
+
+    def poll_state(self, instance: str, name: str) -> str:
+        """A polling connector's own cursor (e.g. IMAP UIDVALIDITY and last UID)."""
+        return f"{self.prefix}:poll:{instance}:{name}"
+
+    def poll_lease(self, instance: str) -> str:
+        return f"{self.prefix}:poll:{instance}:lease"
+
+    def attachment(self, file_id: str) -> str:
+        """Hash: one kept file (data, type, name, created), by content hash (gateway.attachments)."""
+        return f"{self.prefix}:att:{file_id}"
+
+    def token(self, digest: str) -> str:
+        return f"{self.prefix}:token:{digest}"
+
+    # --- conversation indexes: all in the {ix} slot ----------------------------------------------
+    def ix_state(self) -> str:
+        return f"{self.prefix}:{{ix}}:state"
+
+    def ix_status(self, status: str) -> str:
+        return f"{self.prefix}:{{ix}}:status:{status}"
+
+    def ix_queue(self, queue: str) -> str:
+        return f"{self.prefix}:{{ix}}:queue:{queue}"
+
+    def ix_assignee(self, assignee: str) -> str:
+        return f"{self.prefix}:{{ix}}:assignee:{assignee}"
+
+    def ix_queues(self) -> str:
+        return f"{self.prefix}:{{ix}}:queues"
+
+    # --- ingest: partitioned streams with their dedupe keys --------------------------------------
+    def ingest_stream(self, partition: int) -> str:
+        return f"{self.prefix}:{{p:{partition}}}:in"
+
+    def dedupe(self, partition: int, instance: str, provider_id: str) -> str:
+        return f"{self.prefix}:{{p:{partition}}}:dd:{instance}:{provider_id}"
+
+    def lease(self, partition: int) -> str:
+        return f"{self.prefix}:{{p:{partition}}}:lease"
+
+    def ingest_dead(self) -> str:
+        return f"{self.prefix}:dead:in"
+
+    # --- outbound ----------------------------------------------------------------------------------
+    def outbound_stream(self) -> str:
+        return f"{self.prefix}:{{out}}:stream"
+
+    def outbound_delayed(self) -> str:
+        return f"{self.prefix}:{{out}}:delayed"
+
+    def outbound_dead(self) -> str:
+        return f"{self.prefix}:{{out}}:dead"
+
+    # --- events --------------------------------------------------------------------------------
+    def events(self) -> str:
+        return f"{self.prefix}:events"
+
+
+def partition_of(identity_key: str, partitions: int) -> int:
+    """Stable partition of a sender: all of one identity's messages land in one ordered stream."""
+    return zlib.crc32(identity_key.encode()) % partitions

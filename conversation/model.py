@@ -1,0 +1,186 @@
+"""The normalized conversation model every channel is turned into.
+
+One customer has many identities (a phone number, an email address, a Slack user...) and exactly
+one thread. The thread is the customer's whole timeline, whatever the channel. These types are
+the wire shapes of the inbox API too, so they are msgspec Structs: one definition serves storage,
+JSON and the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+# Timestamps are always timezone-aware UTC; the annotation makes the JSON schema say date-time.
+UtcDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
+class Direction(enum.StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+    NOTE = "note"
+
+
+class DeliveryStatus(enum.StrEnum):
+    """Where a message stands. Inbound messages are `received`; outbound ones move forward only."""
+
+    RECEIVED = "received"
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
+    DELIVERED = "delivered"
+    READ = "read"
+
+
+# Forward-only ordering of outbound status. `failed` ranks above `sent` (a failure report beats a
+# stale "sent"), but below `delivered`: a later delivery receipt is proof the message arrived.
+STATUS_RANK: dict[DeliveryStatus, int] = {
+    DeliveryStatus.RECEIVED: 0,
+    DeliveryStatus.QUEUED: 1,
+    DeliveryStatus.SENT: 2,
+    DeliveryStatus.FAILED: 3,
+    DeliveryStatus.DELIVERED: 4,
+    DeliveryStatus.READ: 5,
+}
+
+
+class ThreadStatus(enum.StrEnum):
+    OPEN = "open"
+    PENDING = "pending"
+    RESOLVED = "resolved"
+
+
+IdentityKind = Literal["phone", "email", "slack", "webchat", "messenger", "instagram", "telegram"]
+
+
+class Identity(msgspec.Struct, frozen=True):
+    """How a customer is reached: a kind and a normalized address (E.164, lowercase email, ids)."""
+
+    kind: str
+    address: str
+    opted_out: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.address}"
+
+
+class Attachment(msgspec.Struct, frozen=True, omit_defaults=True):
+    url: str
+    content_type: str = "application/octet-stream"
+    name: str | None = None
+    size: int | None = None
+    # Why the file was not kept (e.g. over the size limit): recorded, never silently dropped.
+    refused: str | None = None
+
+
+class Customer(msgspec.Struct):
+    id: str
+    name: str | None
+    identities: list[Identity]
+    created_at: UtcDatetime
+
+
+class Message(msgspec.Struct):
+    """One entry of a customer's timeline, as agents see it."""
+
+    id: str
+    conversation_id: str
+    direction: Direction
+    channel: str
+    instance: str | None
+    text: str
+    attachments: list[Attachment]
+    status: DeliveryStatus
+    error: str | None
+    created_at: UtcDatetime
+    author: str | None = None
+    provider_message_id: str | None = None
+    to: str | None = None
+    subject: str | None = None
+    # An automatic answer (out-of-office, autoresponder): shown, but it did not reopen the thread.
+    auto_reply: bool = False
+
+
+class Conversation(msgspec.Struct):
+    """The customer's one thread with its routing state."""
+
+    id: str
+    customer: Customer
+    status: ThreadStatus
+    queue: str | None
+    assignee: str | None
+    priority: int
+    last_message_at: UtcDatetime | None
+    episode: int = 1
+
+
+class Episode(msgspec.Struct, frozen=True):
+    """One open -> resolved span of a thread: the unit of response-time metrics."""
+
+    number: int
+    opened_at: UtcDatetime
+    first_response_at: UtcDatetime | None
+    resolved_at: UtcDatetime | None
+
+
+class InboundMessage(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What a connector's parse() yields for a customer message: pure data, no storage ids yet."""
+
+    instance: str
+    channel: str
+    provider_message_id: str
+    sender: Identity
+    text: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    sender_name: str | None = None
+    received_at_ms: int = 0
+    # Set by parsers for keyword commands (STOP/START/HELP...) so the core can record them.
+    opt_out: Literal["stop", "start", "help"] | None = None
+    subject: str | None = None
+    # Provider ids of our earlier messages this one answers (email In-Reply-To / References):
+    # the core threads it to their customer even when it comes from an address it does not know.
+    references: tuple[str, ...] = ()
+    # Whether a sender found only through `references` may be linked to that customer; if not,
+    # the message still lands in that thread, and a merge is suggested instead.
+    link_sender: bool = True
+    auto_reply: bool = False
+    extra: dict[str, str] = {}
+
+
+class StatusUpdate(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A provider's delivery report for one of our outbound messages."""
+
+    instance: str
+    provider_message_id: str
+    status: DeliveryStatus
+    error: str | None = None
+    at_ms: int = 0
+
+
+class EventType(enum.StrEnum):
+    MESSAGE_CREATED = "message.created"
+    MESSAGE_STATUS = "message.status"
+    THREAD_CHANGED = "thread.changed"
+
+
+class Event(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Published for agents' live views and outgoing webhooks. `id` makes replays recognisable."""
+
+    type: EventType
+    conversation_id: str
+    id: str
+    message_id: str | None = None
+    status: str | None = None
+    at_ms: int = 0
+
+
+def utcnow_ms() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
