@@ -1,0 +1,322 @@
+"""The connector interface: what a channel must provide, and nothing of the web framework.
+
+A connector turns a provider's webhook into normalized messages and sends our replies through the
+provider's API. It never sees Redis or aiohttp: the gateway hands it a `WebhookRequest` (raw bytes
+plus the URL the provider signed) and stores whatever `parse` returns. Limits are declared as data
+in `Capabilities` so that the core enforces them once, for every connector.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
+from urllib.parse import parse_qsl
+
+import msgspec
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from conversation.model import Attachment, Identity, InboundMessage, StatusUpdate
+
+
+class Secret(str):
+    """A string that never shows itself in repr, logs or tracebacks."""
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self else "Secret('')"
+
+    def reveal(self) -> str:
+        return str.__str__(self)
+
+
+class ConnectorSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Base of every connector's typed settings. `kind` is the entry-point name."""
+
+    kind: str
+
+    def __repr__(self) -> str:  # secrets are Secret instances, whose repr is masked
+        fields = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.__struct_fields__)
+        return f"{type(self).__name__}({fields})"
+
+
+class TextUnit(enum.StrEnum):
+    CHARACTERS = "characters"
+    BYTES = "bytes"
+    GSM_SEGMENTS = "gsm_segments"
+
+
+class TextFormat(enum.StrEnum):
+    PLAIN = "plain"
+    MARKDOWN = "markdown"
+    SLACK_MRKDWN = "slack_mrkdwn"
+    HTML = "html"
+
+
+class OverflowRule(enum.StrEnum):
+    """What the core does with text longer than the channel allows."""
+
+    SPLIT = "split"
+    TRUNCATE = "truncate"
+    REFUSE = "refuse"
+
+
+class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
+    """A channel's limits, as data the core enforces."""
+
+    max_text_length: int
+    text_unit: TextUnit = TextUnit.CHARACTERS
+    overflow: OverflowRule = OverflowRule.SPLIT
+    formats: tuple[TextFormat, ...] = (TextFormat.PLAIN,)
+    attachment_kinds: tuple[str, ...] = ()  # MIME prefixes, e.g. ("image/", "video/")
+    max_attachment_bytes: int = 0
+    max_attachments: int = 0
+    threads: bool = False
+    reply_window_seconds: int | None = None
+    outside_window: Literal["template", "tag", "none"] | None = None
+    ack_deadline_seconds: float = 10.0
+    rate_limit_per_second: float | None = None
+
+
+class WebhookRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """A framework-free view of one inbound HTTP request.
+
+    `url` is the public URL the provider called, rebuilt from the configured public_url, because
+    that is what providers sign; the gateway may sit behind a proxy that rewrites host and scheme.
+    """
+
+    method: str
+    url: str
+    path: str  # the route below /webhooks/{instance}/, e.g. "messages"
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    body: bytes
+    received_at_ms: int = 0
+
+    def header(self, name: str) -> str | None:
+        if isinstance(self.headers, CIMultiDictProxy | CIMultiDict):
+            return self.headers.get(name)
+        lname = name.lower()
+        for k, v in self.headers.items():
+            if k.lower() == lname:
+                return v
+        return None
+
+    def form(self) -> dict[str, str]:
+        """The body as application/x-www-form-urlencoded fields (last value wins)."""
+        return dict(parse_qsl(self.body.decode("utf-8", errors="strict"), keep_blank_values=True))
+
+    def form_multi(self) -> list[tuple[str, str]]:
+        return parse_qsl(self.body.decode("utf-8", errors="strict"), keep_blank_values=True)
+
+
+class WebhookResponse(msgspec.Struct, frozen=True):
+    """What the gateway answers the provider once the parse result is durably recorded."""
+
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "text/plain"
+
+
+class ParseResult(msgspec.Struct, frozen=True):
+    messages: Sequence[InboundMessage] = ()
+    statuses: Sequence[StatusUpdate] = ()
+    response: WebhookResponse = WebhookResponse()
+
+
+class Route(msgspec.Struct, frozen=True):
+    """A webhook route the connector serves under /webhooks/{instance}/."""
+
+    method: str
+    path: str
+
+
+class Outbound(msgspec.Struct, frozen=True, kw_only=True):
+    """A rendered reply the dispatcher hands to `send`, already within the channel's limits.
+
+    `channel` is the medium to reply on, for connectors that speak several (Twilio: SMS and
+    WhatsApp reach the same phone identity).
+    """
+
+    message_id: str
+    channel: str
+    to: Identity
+    text: str
+    attachments: tuple[Attachment, ...] = ()
+    # Threaded channels (capabilities.threads): the conversation's subject and our and the
+    # customer's earlier provider ids on this instance, oldest first, for reply headers.
+    subject: str | None = None
+    references: tuple[str, ...] = ()
+    reply_to_provider_id: str | None = None
+    status_callback_url: str | None = None
+
+
+class PollContext(Protocol):
+    """What the gateway lends a polling connector (IMAP): durable state and the ingest path.
+
+    The connector still knows nothing of Redis: it loads and saves its own cursor by name, and
+    hands parsed results to `record`, which returns once they are durably recorded (entry ids,
+    None for duplicates), so a cursor saved after `record` never skips a message.
+    """
+
+    instance: str
+
+    async def load_state(self, name: str) -> bytes | None: ...
+
+    async def save_state(self, name: str, value: bytes) -> None: ...
+
+    async def record(self, result: ParseResult) -> list[str | None]: ...
+
+    async def dead_letter(self, raw: bytes, reason: str) -> None: ...
+
+    async def keep_attachment(self, name: str | None, content_type: str, data: bytes) -> str:
+        """Store a file the provider only hands over inline (email); returns the URL agents use."""
+        ...
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+class ConnectorError(Exception):
+    pass
+
+
+class SignatureError(ConnectorError):
+    """The request is forged, stale or unsigned: answer 403 and store nothing."""
+
+
+class MalformedPayload(ConnectorError):
+    """Authentic but unusable: acknowledge, and keep the raw payload in the dead-letter stream."""
+
+
+class SendError(ConnectorError):
+    def __init__(self, reason: str, *, code: str | None = None, retry_after: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+        self.retry_after = retry_after
+
+
+class TransientSendError(SendError):
+    """Timeouts, 5xx, 429: try again later (after `retry_after` seconds when the provider said)."""
+
+
+class PermanentSendError(SendError):
+    """Invalid address, unsubscribed, window closed: fail at once with the provider's reason.
+
+    `opted_out` tells the core the recipient has opted out at the provider (e.g. Twilio 21610).
+    """
+
+    def __init__(self, reason: str, *, code: str | None = None, opted_out: bool = False):
+        super().__init__(reason, code=code)
+        self.opted_out = opted_out
+
+
+class SettingsError(ConnectorError):
+    pass
+
+
+# --- the connector ------------------------------------------------------------------------------
+
+S = TypeVar("S", bound=ConnectorSettings)
+
+
+class Connector(abc.ABC, Generic[S]):
+    """One configured instance of a channel (two Twilio numbers are two instances).
+
+    `channel` is the medium shown on messages (sms, email...); `kind` is the plugin name.
+    """
+
+    kind: ClassVar[str]
+    channel: ClassVar[str]
+    Settings: ClassVar[type[ConnectorSettings]]
+    capabilities: ClassVar[Capabilities]
+    # Media that differ from the connector's main one (Twilio: WhatsApp beside SMS) may declare
+    # their own limits, e.g. a reply window.
+    channel_capabilities: ClassVar[Mapping[str, Capabilities]] = {}
+    # What the provider is answered when parse() refused an authentic payload (it was
+    # dead-lettered): some providers flag anything but their usual answer as an error.
+    malformed_response: ClassVar[WebhookResponse] = WebhookResponse(200, b"", "text/plain")
+
+    def __init__(self, instance: str, settings: S, *, public_url: str) -> None:
+        self.instance = instance
+        self.settings = settings
+        self.public_url = public_url.rstrip("/")
+
+    @classmethod
+    def from_config(cls, instance: str, raw: Mapping[str, Any], *, public_url: str) -> Connector[Any]:
+        try:
+            settings = msgspec.convert(dict(raw), cls.Settings, strict=False, dec_hook=_dec_hook)
+        except msgspec.ValidationError as exc:
+            raise SettingsError(f"connectors.{instance}: {exc}") from None
+        return cls(instance, settings, public_url=public_url)  # type: ignore[arg-type]
+
+    @classmethod
+    def capabilities_for(cls, channel: str) -> Capabilities:
+        return cls.channel_capabilities.get(channel, cls.capabilities)
+
+    def webhook_url(self, path: str) -> str:
+        return f"{self.public_url}/webhooks/{self.instance}/{path}"
+
+    @abc.abstractmethod
+    def routes(self) -> Sequence[Route]: ...
+
+    @abc.abstractmethod
+    def verify(self, request: WebhookRequest) -> None:
+        """Raise SignatureError unless the request is authentic. Runs before anything else."""
+
+    @abc.abstractmethod
+    def parse(self, request: WebhookRequest) -> ParseResult:
+        """Pure: no I/O. Raise MalformedPayload for authentic requests that cannot be used."""
+
+    @abc.abstractmethod
+    async def send(self, outbound: Outbound) -> str:
+        """Send one message and return the provider's message id."""
+
+    async def poll(self, ctx: PollContext) -> None:
+        """For channels that pull (IMAP): run until cancelled, under the gateway's supervision
+        (one poller per instance across all processes; restarted with backoff if it raises).
+        Push-only channels leave this alone."""
+        raise NotImplementedError(f"{self.kind} does not poll")
+
+    @classmethod
+    def polls(cls) -> bool:
+        return cls.poll is not Connector.poll
+
+    async def aclose(self) -> None:
+        """Release clients and sockets. Must be safe to call twice."""
+
+
+def _dec_hook(type_: type, obj: Any) -> Any:
+    if type_ is Secret:
+        if isinstance(obj, str):
+            return Secret(obj)
+        # A TypeError becomes msgspec's ValidationError naming the key (so a SettingsError);
+        # NotImplementedError would escape from_config as a bare crash.
+        raise TypeError(f"expected a string, got {type(obj).__name__}")
+    raise NotImplementedError(f"no decoder for {type_!r}")
+
+
+__all__ = [
+    "Capabilities",
+    "Connector",
+    "ConnectorError",
+    "ConnectorSettings",
+    "MalformedPayload",
+    "Outbound",
+    "OverflowRule",
+    "ParseResult",
+    "PermanentSendError",
+    "PollContext",
+    "Route",
+    "Secret",
+    "SendError",
+    "SettingsError",
+    "SignatureError",
+    "StatusUpdate",
+    "TextFormat",
+    "TextUnit",
+    "TransientSendError",
+    "WebhookRequest",
+    "WebhookResponse",
+]

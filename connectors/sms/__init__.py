@@ -1,0 +1,1 @@
+"""SMS and MMS channels: the Twilio connector (`twilio`) and the segment arithmetic SMS bills by."""
