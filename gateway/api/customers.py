@@ -1,0 +1,71 @@
+"""Customers, found by id or by one of their identities."""
+
+from __future__ import annotations
+
+import phonenumbers
+from aiohttp import web
+
+from conversation.model import Identity
+from gateway.api.errors import invalid_parameter
+from gateway.api.http import allow_query, json_response
+from gateway.api.schemas import CustomerList
+from gateway.appkeys import STORE
+
+routes = web.RouteTableDef()
+
+IDENTITY_KINDS = ("phone", "email", "slack", "webchat", "messenger", "instagram", "telegram")
+# WhatsApp reaches a phone number: Twilio writes it "whatsapp:+34...", and agents paste that.
+_ALIASES = {"whatsapp": "phone", "sms": "phone", "tel": "phone", "mailto": "email"}
+
+
+@routes.get("/customers/{id}")
+async def get_customer(request: web.Request) -> web.Response:
+    allow_query(request)
+    return json_response(await request.config_dict[STORE].get_customer(request.match_info["id"]))
+
+
+@routes.get("/customers")
+async def find_customers(request: web.Request) -> web.Response:
+    allow_query(request, "identity")
+    raw = request.query.get("identity")
+    if not raw:
+        raise invalid_parameter("give identity=<kind>:<address>, e.g. identity=phone:+34600111222")
+    customer = await request.config_dict[STORE].find_customer(parse_identity(raw))
+    return json_response(CustomerList(items=[customer] if customer else []))
+
+
+def parse_identity(raw: str) -> Identity:
+    """`kind:address` normalized the way the pipeline stores it (E.164 phones, lowercase emails)."""
+    kind, sep, address = raw.partition(":")
+    kind = kind.strip().lower()
+    kind = _ALIASES.get(kind, kind)
+    if not sep or not address.strip():
+        raise invalid_parameter("identity must be <kind>:<address>, e.g. phone:+34600111222")
+    if kind == "phone":
+        return Identity("phone", _e164(address))
+    if kind == "email":
+        address = address.strip().lower()
+        if "@" not in address[1:-1]:
+            raise invalid_parameter(f"{address!r} is not an email address")
+        return Identity("email", address)
+    if kind not in IDENTITY_KINDS:
+        raise invalid_parameter(f"identity kind must be one of {', '.join(IDENTITY_KINDS)}")
+    return Identity(kind, address.strip())
+
+
+def _e164(raw: str) -> str:
+    # An unencoded "+" in a query string arrives as a space ("phone: 34600..."); the user meant "+".
+    text = raw.lstrip(" ")
+    if text != raw and text[:1].isdigit():
+        text = "+" + text
+    elif text.startswith("00"):  # the international call prefix most of the world dials
+        text = "+" + text[2:]
+    try:
+        number = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        raise invalid_parameter(
+            f"{raw.strip()!r} is not a phone number with its country code (e.g. +34600111222)"
+        ) from None
+    if not phonenumbers.is_possible_number(number):
+        raise invalid_parameter(f"{raw.strip()!r} is not a possible phone number")
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))

@@ -1,0 +1,93 @@
+"""Every failure of the API, aiohttp's own included, answered as {"error": {"code", "message"}}."""
+
+from __future__ import annotations
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from conversation.store import NotFound, OptedOut
+from gateway.auth import Forbidden, Unauthorized
+from gateway.errors import error_response
+from gateway.outbox import NoChannel, StillMalformed, TextTooLong, WindowClosed
+
+log = structlog.get_logger(__name__)
+
+
+class ApiError(Exception):
+    """Raised by handlers to answer with an error; `code` is part of the public contract."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def invalid_parameter(message: str) -> ApiError:
+    return ApiError(400, "invalid_parameter", message)
+
+
+# Domain exceptions that mean the same thing wherever they surface.
+_DOMAIN: list[tuple[type[Exception], int, str]] = [
+    (NotFound, 404, "not_found"),
+    (OptedOut, 409, "opted_out"),
+    (NoChannel, 422, "no_channel"),
+    (TextTooLong, 422, "text_too_long"),
+    (WindowClosed, 422, "window_closed"),
+    (StillMalformed, 422, "still_malformed"),
+    (Forbidden, 403, "forbidden"),
+]
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message)
+    except Unauthorized as exc:
+        resp = error_response(401, "unauthorized", str(exc))
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="omnigateway"'
+        return resp
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise  # redirects are answers, not errors
+        resp = error_response(exc.status, _HTTP_CODES.get(exc.status, _snake(exc.reason)), _message(exc))
+        if "Allow" in exc.headers:  # 405 must say what is allowed
+            resp.headers["Allow"] = exc.headers["Allow"]
+        return resp
+    except (RedisConnectionError, RedisTimeoutError):
+        log.warning("api.redis_unavailable", path=request.path)
+        resp = error_response(503, "unavailable", "the store is unreachable; retry shortly")
+        resp.headers["Retry-After"] = "1"
+        return resp
+    except Exception as exc:
+        for kind, status, code in _DOMAIN:
+            if isinstance(exc, kind):
+                return error_response(status, code, str(exc) or code.replace("_", " "))
+        log.exception("api.unhandled", path=request.path)
+        return error_response(500, "internal", "internal error; it has been logged")
+
+
+def _snake(reason: str) -> str:
+    return "_".join(reason.lower().split()) or "error"
+
+
+def _message(exc: web.HTTPException) -> str:
+    # aiohttp's default body is "404: Not Found"; its reason alone reads better in JSON.
+    text = exc.text or ""
+    return exc.reason if not text or text.startswith(f"{exc.status}:") else text
