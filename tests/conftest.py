@@ -1,0 +1,60 @@
+"""Shared fixtures: a real Redis for every test, isolated by a unique key prefix.
+
+The machine's Redis at 127.0.0.1:6379 is used when it answers; otherwise an embedded Valkey is
+started for the session. Each test gets its own key prefix and its keys are deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from gateway.testing import RedisProcess, free_port  # noqa: F401  (re-exported for tests)
+
+
+def _machine_redis_answers() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=0.3) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    if _machine_redis_answers():
+        yield "redis://127.0.0.1:6379/0"
+        return
+    proc = RedisProcess()
+    proc.start()
+    try:
+        yield proc.url
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def redis_client(redis_url: str, key_prefix: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        keys = [k async for k in client.scan_iter(match=f"{key_prefix}:*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+# A real Dovecot for the IMAP tests (tests/dovecot.py): skipped where it is not installed, except
+# in CI, which installs it.
+from dovecot import dovecot, dovecot_factory, imap_mailbox  # noqa: E402, F401

@@ -1,0 +1,237 @@
+"""The outbound dispatcher against a fake Twilio through the real SDK: retries, permanent
+failures, dead letters, and crashed workers whose sends are reclaimed without double sends."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.sms.twilio import TwilioConnector
+from connectors.testing.fake_twilio import FakeTwilio
+from conversation.model import DeliveryStatus, Identity, InboundMessage
+from conversation.store import Route, Store
+from gateway.outbox import enqueue_send
+from gateway.workers.dispatch import GROUP, Dispatcher
+
+ACCOUNT_SID = "AC" + "2" * 32
+AUTH_TOKEN = "e" * 32
+CUSTOMER = Identity("phone", "+34600123456")
+
+
+@pytest.fixture
+async def twilio() -> AsyncIterator[FakeTwilio]:
+    async with FakeTwilio(ACCOUNT_SID, AUTH_TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture
+def store(redis_client: Any, key_prefix: str) -> Store:
+    return Store(redis_client, prefix=key_prefix, partitions=2)
+
+
+@pytest.fixture
+async def connector(twilio: FakeTwilio) -> AsyncIterator[TwilioConnector]:
+    conn = TwilioConnector.from_config(
+        "sms",
+        {"kind": "twilio", "account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN, "from_number": "+15550001111",
+         "api_base_url": twilio.base_url},
+        public_url="http://127.0.0.1:9",
+    )
+    assert isinstance(conn, TwilioConnector)
+    yield conn
+    await conn.aclose()
+
+
+async def queued_reply(store: Store, text: str = "Your refund is on its way") -> str:
+    """A customer who wrote once, and an agent's reply to them, queued for the dispatcher."""
+    cid = await store.resolve_customer(CUSTOMER)
+    await store.append_inbound(
+        cid,
+        InboundMessage(instance="sms", channel="sms", provider_message_id=f"SMin{time.time_ns()}", sender=CUSTOMER,
+                       text="refund?"),
+        partition=0, entry_id=f"{int(time.time() * 1000)}-0", route=Route("default", 5),
+    )
+    msg, _ = await store.append_outbound(cid, text=text, channel="sms", instance="sms", to=CUSTOMER, author="ana")
+    await enqueue_send(store, msg.id)
+    return msg.id
+
+
+async def run_until(dispatcher: Dispatcher, done: Any, within: float = 10.0) -> None:
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        deadline = time.monotonic() + within
+        while not await done():
+            assert time.monotonic() < deadline, "dispatcher did not get there in time"
+            await asyncio.sleep(0.05)
+    finally:
+        dispatcher.stop()
+        await asyncio.wait_for(task, 5)
+
+
+async def status_of(store: Store, mid: str) -> DeliveryStatus:
+    return (await store.get_message(mid)).status
+
+
+async def test_transient_errors_are_retried_after_retry_after(
+    store: Store, connector: TwilioConnector, twilio: FakeTwilio
+) -> None:
+    mid = await queued_reply(store)
+    twilio.fail_next(429, retry_after=1)
+    twilio.fail_next(503)
+    dispatcher = Dispatcher(store, {"sms": connector}, backoff_base=0.05, visibility_timeout=5)
+    started = time.monotonic()
+
+    async def sent() -> bool:
+        return await status_of(store, mid) == DeliveryStatus.SENT
+
+    await run_until(dispatcher, sent)
+    assert time.monotonic() - started >= 1.0  # Retry-After: 1 was honoured
+    assert twilio.attempts == 3 and len(twilio.messages) == 1
+    msg = await store.get_message(mid)
+    assert msg.provider_message_id == twilio.messages[0]["sid"]
+
+
+async def test_permanent_error_fails_at_once_with_the_reason(
+    store: Store, connector: TwilioConnector, twilio: FakeTwilio
+) -> None:
+    mid = await queued_reply(store)
+    twilio.fail_next(400, 21211)
+    dispatcher = Dispatcher(store, {"sms": connector}, backoff_base=0.05)
+
+    async def failed() -> bool:
+        return await status_of(store, mid) == DeliveryStatus.FAILED
+
+    await run_until(dispatcher, failed)
+    msg = await store.get_message(mid)
+    assert msg.error and "21211" in msg.error
+    assert twilio.attempts == 1 and twilio.messages == []
+
+
+async def test_unsubscribed_recipient_is_marked_opted_out(
+    store: Store, connector: TwilioConnector, twilio: FakeTwilio
+) -> None:
+    mid = await queued_reply(store)
+    twilio.fail_next(400, 21610)
+    dispatcher = Dispatcher(store, {"sms": connector}, backoff_base=0.05)
+
+    async def failed() -> bool:
+        return await status_of(store, mid) == DeliveryStatus.FAILED
+
+    await run_until(dispatcher, failed)
+    customer = await store.get_customer(mid.rpartition(".")[0])
+    assert [i.opted_out for i in customer.identities if i.address == CUSTOMER.address] == [True]
+
+
+async def test_out_of_attempts_goes_to_the_dead_letter_stream(
+    store: Store, connector: TwilioConnector, twilio: FakeTwilio
+) -> None:
+    mid = await queued_reply(store)
+    twilio.fail_next(500, times=3)
+    dispatcher = Dispatcher(store, {"sms": connector}, backoff_base=0.02, max_attempts=3)
+
+    async def failed() -> bool:
+        return await status_of(store, mid) == DeliveryStatus.FAILED
+
+    await run_until(dispatcher, failed)
+    msg = await store.get_message(mid)
+    assert msg.error and "gave up after 3 attempts" in msg.error
+    letters, _ = await store.list_dead_letters()
+    assert [(stream, fields["message_id"]) for stream, _, fields in letters] == [("outbound", mid)]
+    assert twilio.attempts == 3 and twilio.messages == []
+
+
+async def test_a_recorded_provider_id_is_never_sent_twice(
+    store: Store, connector: TwilioConnector, twilio: FakeTwilio
+) -> None:
+    """Worker A sends and records the provider id, then dies before acknowledging the entry."""
+    mid = await queued_reply(store)
+    stream = store.keys.outbound_stream()
+    await store.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    reply = await store.redis.xreadgroup(GROUP, "worker-a", {stream: ">"}, count=1)
+    assert reply and reply[0][1][0][1][b"m"].decode() == mid
+    a = Dispatcher(store, {"sms": connector}, consumer="worker-a", visibility_timeout=0.5)
+    assert await a.send_entry(mid, 0) == "sent"  # ... and worker A never acks: it crashed here
+
+    b = Dispatcher(store, {"sms": connector}, consumer="worker-b", visibility_timeout=0.5)
+
+    async def reclaimed() -> bool:
+        pending = await store.redis.xpending(stream, GROUP)
+        return int(pending["pending"]) == 0
+
+    await asyncio.sleep(0.6)
+    await run_until(b, reclaimed)
+    assert len(twilio.messages) == 1
+
+
+async def test_duplicate_entries_send_once(store: Store, connector: TwilioConnector, twilio: FakeTwilio) -> None:
+    mid = await queued_reply(store)
+    for _ in range(3):  # e.g. a retried API request queued it again
+        await enqueue_send(store, mid)
+    dispatcher = Dispatcher(store, {"sms": connector})
+    await store.redis.xgroup_create(store.keys.outbound_stream(), GROUP, id="0", mkstream=True)
+
+    async def drained() -> bool:
+        pending = await store.redis.xpending(store.keys.outbound_stream(), GROUP)
+        return await status_of(store, mid) == DeliveryStatus.SENT and int(pending["pending"]) == 0
+
+    await run_until(dispatcher, drained)
+    await asyncio.sleep(0.3)
+    assert len(twilio.messages) == 1
+
+
+async def test_worker_killed_mid_send_is_recovered_by_another_without_double_send(
+    store: Store, connector: TwilioConnector, twilio: FakeTwilio, redis_url: str, key_prefix: str, tmp_path: Path
+) -> None:
+    """A real `omnigateway worker` process is SIGKILLed while its request to Twilio is in flight;
+    another worker reclaims the send after the visibility timeout and sends it exactly once."""
+    config = tmp_path / "gateway.toml"
+    config.write_text(f"""
+[gateway]
+redis_url = "{redis_url}"
+key_prefix = "{key_prefix}"
+partitions = 2
+send_visibility_timeout = 2.0
+data_dir = "{tmp_path / 'var'}"
+
+[connectors.sms]
+kind = "twilio"
+account_sid = "{ACCOUNT_SID}"
+auth_token = "{AUTH_TOKEN}"
+from_number = "+15550001111"
+api_base_url = "{twilio.base_url}"
+""")
+    twilio.delay(3)  # the first request hangs at "Twilio" until the worker dies
+    mid = await queued_reply(store)
+    exe = Path(sys.executable).with_name("omnigateway")
+    proc = await asyncio.create_subprocess_exec(str(exe), "worker", "--config", str(config),
+                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while twilio.attempts == 0:
+            assert time.monotonic() < deadline, "the worker never reached Twilio"
+            assert proc.returncode is None, "the worker exited"
+            await asyncio.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        await asyncio.wait_for(proc.wait(), 10)
+    twilio.delay(0)
+    assert await status_of(store, mid) == DeliveryStatus.QUEUED
+    assert twilio.messages == []
+
+    rescuer = Dispatcher(store, {"sms": connector}, consumer="rescuer", visibility_timeout=2.0)
+
+    async def sent() -> bool:
+        return await status_of(store, mid) == DeliveryStatus.SENT
+
+    await run_until(rescuer, sent, within=15)
+    await asyncio.sleep(0.3)
+    assert len(twilio.messages) == 1 and twilio.attempts == 2
+    assert (await store.get_message(mid)).provider_message_id == twilio.messages[0]["sid"]
