@@ -1,0 +1,637 @@
+"""Inbound benchmark: signed Twilio SMS webhooks against `omnigateway serve`, and a baseline.
+
+    .venv/bin/python bench/inbound.py [--seconds 8] [--conversations 2000] [--json]
+
+Everything runs on 127.0.0.1 in one go (about 1.5 minutes): a private Redis, the gateway started
+from a config file the way a user starts it, and a baseline (a bare aiohttp handler that writes
+the same body to the same Redis with one XADD), each server in its own process. It reports:
+
+- the ack path alone (ingest workers paused): throughput and latency at saturation, latency at a
+  fixed offered rate (1,000/s), gateway against baseline, and their ratio;
+- the gateway as `serve` runs it (HTTP and ingest workers in one process): throughput from the
+  first webhook sent to the last message stored in its thread and routed, and the same fixed rate;
+- Redis round trips and commands per webhook on the ack path, and commands per message end to end;
+- Redis bytes per conversation and per message (MEMORY USAGE).
+
+bench/README.md says how each figure is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from _common import (
+    BenchRedis,
+    CountingRelay,
+    RunResult,
+    Server,
+    Signer,
+    closed_loop,
+    commandstats,
+    cpu_seconds,
+    cycle,
+    gateway_config,
+    install_uvloop,
+    machine_cpu_seconds,
+    once,
+    open_loop,
+    own_cpu_seconds,
+    phone,
+    start_baseline,
+    start_gateway,
+    stop_process,
+)
+
+from conversation.keys import Keys
+from gateway.config import GatewaySettings
+from gateway.testing import free_port
+
+PAUSED = "bench-paused"  # the owner of every ingest lease while the ack path is measured alone
+ONE_AT_A_TIME = 500  # requests in the unloaded-latency run
+BENCH_COMMANDS = ("info", "xlen")  # what the bench itself sends Redis, left out of the counts
+TARGETS = {"ratio": 0.5, "ratio_stretch": 0.75, "round_trips": 1.0, "p99_ms_at_rate": 5.0,
+           "conversation_bytes": 1536, "message_bytes": 300}
+
+Json = dict[str, Any]
+
+
+@dataclass
+class Options:
+    seconds: float
+    warmup: float
+    rate: int
+    concurrency: int
+    conversations: int
+    rt_messages: int
+    memory_conversations: int
+    text_len: int
+    as_json: bool
+    keep: bool
+
+
+class Bench:
+    """The run's shared state: Redis, the servers, and CPU accounting per load run."""
+
+    def __init__(self, opts: Options, workdir: Path) -> None:
+        self.opts = opts
+        self.workdir = workdir
+        self.redis_proc = BenchRedis()
+        self.redis: aioredis.Redis | None = None
+        self.servers: list[Server] = []
+        settings = GatewaySettings()
+        self.keys = Keys(settings.key_prefix)
+        self.partitions = settings.partitions
+        self.run_tag = random.getrandbits(32)
+        self.acked = 0  # webhooks the main gateway acked with 2xx, every run included
+
+    @property
+    def r(self) -> aioredis.Redis:
+        assert self.redis is not None
+        return self.redis
+
+    def log(self, text: str) -> None:
+        print(text, file=sys.stderr if self.opts.as_json else sys.stdout, flush=True)
+
+    async def measured(self, servers: Iterable[Server], run: Awaitable[RunResult]) -> RunResult:
+        """Run a load run and note the CPU each process used meanwhile, in % of one core."""
+        procs = {s.name: s.proc.pid for s in servers}
+        if self.redis_proc.proc:
+            procs["redis"] = self.redis_proc.proc.pid
+        before = {name: cpu_seconds(pid) for name, pid in procs.items()}
+        own, machine, wall = own_cpu_seconds(), machine_cpu_seconds(), time.perf_counter()
+        result = await run
+        wall = time.perf_counter() - wall
+        result.cpu = {name: 100 * (cpu_seconds(pid) - before[name]) / wall for name, pid in procs.items()}
+        result.cpu["client"] = 100 * (own_cpu_seconds() - own) / wall
+        # Whatever else ran on the machine meanwhile: the figures are only as good as this is small.
+        result.cpu["others"] = max(0.0, 100 * (machine_cpu_seconds() - machine) / wall - sum(result.cpu.values()))
+        return result
+
+    async def to_gateway(self, run: Awaitable[RunResult]) -> RunResult:
+        result = await run
+        self.acked += result.ok
+        return result
+
+    # --- the ingest workers: paused by holding their leases ------------------------------------
+
+    async def pause_ingest(self, keys: Keys) -> None:
+        async with self.r.pipeline(transaction=False) as pipe:
+            for p in range(self.partitions):
+                pipe.set(keys.lease(p), PAUSED)
+            await pipe.execute()
+
+    async def resume_ingest(self, keys: Keys) -> None:
+        await self.r.delete(*(keys.lease(p) for p in range(self.partitions)))
+
+    async def backlog(self, keys: Keys) -> int:
+        """Ingest entries not yet applied: workers XDEL an entry once it is in its thread and routed."""
+        async with self.r.pipeline(transaction=False) as pipe:
+            for p in range(self.partitions):
+                pipe.xlen(keys.ingest_stream(p))
+            return sum(await pipe.execute())
+
+    async def wait_drained(self, keys: Keys, within: float) -> tuple[float | None, float | None]:
+        """Poll until every ingest entry is applied: (time of first progress, time drained)."""
+        start = await self.backlog(keys)
+        first: float | None = None
+        deadline = time.perf_counter() + within
+        while time.perf_counter() < deadline:
+            left = await self.backlog(keys)
+            now = time.perf_counter()
+            if first is None and left < start:
+                first = now
+            if left == 0:
+                return first or now, now
+            await asyncio.sleep(0.02)
+        return first, None
+
+    async def commands(self) -> Counter[str]:
+        stats = await commandstats(self.r)
+        for name in BENCH_COMMANDS:
+            stats.pop(name, None)
+        return stats
+
+
+@dataclass
+class Window:
+    """What a gateway sent Redis over a stretch of time."""
+
+    bursts: Counter[str]  # round trips, by first command (relay)
+    sent: Counter[str]  # commands the gateway sent (relay)
+    executed: Counter[str]  # commands Redis ran, inside Lua too (INFO commandstats)
+    seconds: float
+
+
+def run_stats(r: RunResult, *, fixed: bool = False) -> Json:
+    out: Json = {
+        "acked": r.ok,
+        "errors": {str(s): n for s, n in r.statuses.items() if not 200 <= s < 300},
+        "seconds": round(r.elapsed, 3),
+        "rate": round(r.rate, 1),
+        "p50_ms": round(r.p(50), 3),
+        "p99_ms": round(r.p(99), 3),
+        "cpu_percent": {k: round(v) for k, v in r.cpu.items()},
+    }
+    if fixed:  # latency above counts from each request's due time; this from its actual send
+        out["p99_from_send_ms"] = round(r.p(99, service=True), 3)
+    return out
+
+
+def per_message(counts: Counter[str], messages: int, floor: float = 0.02) -> dict[str, float]:
+    rows = {k: v / max(1, messages) for k, v in counts.items()}
+    return {k: round(v, 3) for k, v in sorted(rows.items(), key=lambda kv: -kv[1]) if abs(v) >= floor}
+
+
+# --- runs ----------------------------------------------------------------------------------------
+
+
+async def round_trips(b: Bench) -> Json:
+    """Round trips and commands per webhook between its arrival and its ack.
+
+    A second gateway (its own key prefix, workers paused) talks to Redis through a counting relay;
+    webhooks go one at a time, so each burst of bytes it sends Redis is one round trip. Background
+    traffic (lease checks, dispatcher polls) is measured over an idle window and subtracted.
+    """
+    n = b.opts.rt_messages
+    keys = Keys("rt")
+    relay = CountingRelay(b.redis_proc.port)
+    relay_port, port = free_port(), free_port()
+    await relay.start(relay_port)
+    await b.pause_ingest(keys)
+    config = gateway_config(port=port, redis_url=f"redis://127.0.0.1:{relay_port}/0",
+                            data_dir=b.workdir / "var-rt", api_port=free_port(), prefix="rt", lease_ttl=60)
+    server = await asyncio.to_thread(start_gateway, b.workdir, "gateway-rt", config, port)
+    b.servers.append(server)
+    try:
+        requests = Signer(f"http://127.0.0.1:{port}", b.run_tag ^ 0xFFFF).batch(20 + n, senders=n)
+        await closed_loop(port, once(requests[:20]), concurrency=1, seconds=30)  # scripts cached, pool warm
+
+        async def window(run: Callable[[], Awaitable[Any]]) -> Window:
+            bursts, sent, executed = Counter(relay.bursts), Counter(relay.commands), await b.commands()
+            t = time.perf_counter()
+            await run()
+            t = time.perf_counter() - t
+            return Window(relay.bursts - bursts, relay.commands - sent, await b.commands() - executed, t)
+
+        idle = await window(lambda: asyncio.sleep(2.0))
+        done: list[RunResult] = []
+
+        async def send() -> None:
+            done.append(await closed_loop(port, once(requests[20:]), concurrency=1, seconds=60))
+
+        active = await window(send)
+        scale = active.seconds / idle.seconds
+
+        def net(part: str) -> Counter[str]:
+            """Counts during the sends, less the background expected over as long a time."""
+            busy, quiet = getattr(active, part), getattr(idle, part)
+            return Counter({k: round(busy[k] - quiet[k] * scale) for k in set(busy) | set(quiet)})
+
+        sent = done[0].ok
+        bursts = per_message(net("bursts"), sent)
+        return {
+            "messages": sent,
+            "round_trips_per_message": round(sum(bursts.values()), 3),
+            "round_trips_by_first_command": bursts,
+            "commands_sent_per_message": per_message(net("sent"), sent),
+            "commands_executed_per_message": per_message(net("executed"), sent),
+            "sequential_ack_p50_ms": round(done[0].p(50), 3),
+        }
+    finally:
+        await asyncio.to_thread(stop_process, server.proc)
+        b.servers.remove(server)
+        await relay.close()
+
+
+async def ack_path(b: Bench, gateway: Server, baseline: Server, signer: Signer) -> Json:
+    """Saturation and fixed-rate runs against the baseline and the gateway, workers paused."""
+    o = b.opts
+    baseline_pool = signer.batch(20_000, o.conversations)
+
+    b.log(f"  baseline: saturation ({o.seconds:g} s)")
+    await closed_loop(baseline.port, cycle(baseline_pool), concurrency=o.concurrency, seconds=o.warmup)
+    base_sat = await b.measured([baseline], closed_loop(
+        baseline.port, cycle(baseline_pool), concurrency=o.concurrency, seconds=o.seconds))
+
+    b.log(f"  gateway: saturation ({o.seconds:g} s)")
+    warm = await b.to_gateway(closed_loop(
+        gateway.port, once(signer.batch(int(8000 * o.warmup) + 500, o.conversations)),
+        concurrency=o.concurrency, seconds=o.warmup))
+    pool = signer.batch(min(300_000, int(warm.rate * o.seconds * 1.5) + 2000), o.conversations)
+    gw_sat = await b.to_gateway(b.measured([gateway], closed_loop(
+        gateway.port, once(pool), concurrency=o.concurrency, seconds=o.seconds)))
+
+    b.log("  both: one webhook at a time")
+    base_one = await closed_loop(baseline.port, cycle(baseline_pool[:ONE_AT_A_TIME]), concurrency=1, seconds=30)
+    gw_one = await b.to_gateway(closed_loop(gateway.port, once(signer.batch(ONE_AT_A_TIME, o.conversations)),
+                                            concurrency=1, seconds=30))
+
+    count = int(o.rate * o.seconds)
+    b.log(f"  baseline: {o.rate:,}/s offered ({o.seconds:g} s)")
+    base_fixed = await b.measured([baseline], open_loop(
+        baseline.port, cycle(baseline_pool), rate=o.rate, count=count, concurrency=o.concurrency,
+        give_up_after=o.seconds * 4 + 30))
+    b.log(f"  gateway: {o.rate:,}/s offered ({o.seconds:g} s)")
+    gw_fixed = await b.to_gateway(b.measured([gateway], open_loop(
+        gateway.port, once(signer.batch(count, o.conversations)), rate=o.rate, count=count,
+        concurrency=o.concurrency, give_up_after=o.seconds * 4 + 30)))
+    return {
+        "baseline": {"saturation": run_stats(base_sat), "one_at_a_time": run_stats(base_one),
+                     "fixed_rate": run_stats(base_fixed, fixed=True)},
+        "gateway": {"saturation": run_stats(gw_sat), "one_at_a_time": run_stats(gw_one),
+                    "fixed_rate": run_stats(gw_fixed, fixed=True)},
+        "ratio": round(gw_sat.rate / base_sat.rate, 3),
+    }
+
+
+async def serve(b: Bench, gateway: Server, signer: Signer, ack_rate: float, baseline_rate: float) -> Json:
+    """Workers resumed. First they drain what the ack-path runs queued; then a saturation run
+    timed from the first webhook sent to the last message stored in its thread and routed; then
+    the fixed offered rate, with the workers running."""
+    o, keys = b.opts, b.keys
+    backlog = await b.backlog(keys)
+    b.log(f"  workers resumed: draining {backlog:,} queued webhooks")
+    await b.resume_ingest(keys)
+    first, drained = await b.wait_drained(keys, within=max(60.0, backlog / 300))
+    drain_rate = backlog / (drained - first) if first and drained and drained > first else None
+
+    b.log(f"  gateway: saturation, workers running ({o.seconds:g} s)")
+    before = await b.commands()
+    pool = signer.batch(min(300_000, int(ack_rate * o.seconds * 1.5) + 2000), o.conversations)
+    sat = await b.to_gateway(b.measured([gateway], closed_loop(
+        gateway.port, once(pool), concurrency=o.concurrency, seconds=o.seconds)))
+    _, stored_at = await b.wait_drained(keys, within=max(60.0, sat.ok / 200))
+    commands = await b.commands() - before
+    e2e_rate = sat.ok / (stored_at - sat.first_send) if stored_at else None
+
+    b.log(f"  gateway: {o.rate:,}/s offered, workers running ({o.seconds:g} s)")
+    count = int(o.rate * o.seconds)
+    fixed = await b.to_gateway(b.measured([gateway], open_loop(
+        gateway.port, once(signer.batch(count, o.conversations)), rate=o.rate, count=count,
+        concurrency=o.concurrency, give_up_after=o.seconds * 4 + 30)))
+    _, fixed_stored_at = await b.wait_drained(keys, within=max(60.0, fixed.ok / 200))
+    return {
+        "saturation": run_stats(sat),
+        "stored_and_routed_rate": round(e2e_rate, 1) if e2e_rate else None,
+        "ratio_to_baseline": round(e2e_rate / baseline_rate, 3) if e2e_rate else None,
+        "last_stored_after_last_ack_s": round(stored_at - sat.last_done, 3) if stored_at else None,
+        "redis_commands_per_message": per_message(commands, sat.ok),
+        "fixed_rate": run_stats(fixed, fixed=True) | {
+            "last_stored_after_last_ack_s": round(fixed_stored_at - fixed.last_done, 3) if fixed_stored_at else None,
+        },
+        "drain": {"backlog": backlog, "rate": round(drain_rate, 1) if drain_rate else None,
+                  "complete": drained is not None},
+    }
+
+
+async def memory(b: Bench, gateway: Server, signer: Signer) -> Json:
+    """MEMORY USAGE of conversations with 1 and with 21 messages of a fixed text length."""
+    o = b.opts
+    k, keys, r = o.memory_conversations, b.keys, b.r
+    numbers = [phone(1, j) for j in range(2 * k)]
+    requests = [signer.request(number, "m" * o.text_len)
+                for j, number in enumerate(numbers) for _ in range(1 if j < k else 21)]
+    random.Random(7).shuffle(requests)  # the gateway keeps each sender's order; arrivals interleave
+    await b.to_gateway(closed_loop(gateway.port, once(requests), concurrency=8, seconds=120))
+    await b.wait_drained(keys, within=60)
+
+    async def usage(names: list[str]) -> list[int]:
+        async with r.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.memory_usage(name, samples=0)
+            return [int(v or 0) for v in await pipe.execute()]
+
+    parts = ("thread", "timeline", "overlay", "episodes", "identity")
+    ones: list[dict[str, int]] = []
+    many: list[dict[str, int]] = []
+    cids = [_text(c) if c else None for c in await r.mget([keys.identity("phone", n) for n in numbers])]
+    for j, (number, cid) in enumerate(zip(numbers, cids, strict=True)):
+        if cid is None or await r.llen(keys.timeline(cid)) != (1 if j < k else 21):
+            b.log(f"  warning: sample conversation of {number} missing or of unexpected length, left out")
+            continue
+        names = [keys.thread(cid), keys.timeline(cid), keys.overlay(cid), keys.episodes(cid),
+                 keys.identity("phone", number)]
+        (ones if j < k else many).append(dict(zip(parts, await usage(names), strict=True)))
+
+    # Shared structures, apportioned: the conversation indexes (state hash, status and queue
+    # sorted sets) per conversation; dedupe keys and events per message.
+    conversations = int(await r.hlen(keys.ix_state()))
+    ix_keys = [key.decode() async for key in r.scan_iter(match=f"{keys.prefix}:{{ix}}:*", count=1000)]
+    index_share = sum(await usage(ix_keys)) / max(1, conversations)
+    dedupe_keys: list[str] = []
+    async for key in r.scan_iter(match=f"{keys.prefix}:{{p:*}}:dd:*", count=1000):
+        dedupe_keys.append(key.decode())
+        if len(dedupe_keys) >= 500:
+            break
+    dedupe = await usage(dedupe_keys)
+    events = int(await r.xlen(keys.events()))
+    [events_bytes] = await usage([keys.events()])
+
+    def mean(rows: list[dict[str, int]], part: str | None = None) -> float:
+        vals = [sum(row.values()) if part is None else row[part] for row in rows]
+        return sum(vals) / max(1, len(vals))
+
+    message = (mean(many) - mean(ones)) / 20
+    return {
+        "sample_conversations": len(ones) + len(many),
+        "text_len": o.text_len,
+        "one_message_conversation": {p: round(mean(ones, p)) for p in parts} | {"indexes": round(index_share)},
+        "fixed_per_conversation": round(mean(ones) + index_share - message, 1),
+        "per_message_in_thread": round(message, 1),
+        "per_message_beyond_text": round(message - o.text_len, 1),
+        "dedupe_key_per_message": round(sum(dedupe) / max(1, len(dedupe)), 1),
+        "event_per_message": round(events_bytes / max(1, events), 1),
+        "ingest_streams_bytes": sum(await usage([keys.ingest_stream(p) for p in range(b.partitions)])),
+        "conversations_total": conversations,
+    }
+
+
+async def consistency(b: Bench) -> dict[str, int]:
+    """Every webhook the gateway acked (each with its own MessageSid) is one message in one thread."""
+    keys, r = b.keys, b.r
+    names = [key async for key in r.scan_iter(match=f"{keys.prefix}:{{c:*}}:m", count=2000, _type="list")]
+    total = 0
+    for i in range(0, len(names), 1000):
+        async with r.pipeline(transaction=False) as pipe:
+            for name in names[i:i + 1000]:
+                pipe.llen(name)
+            total += sum(await pipe.execute())
+    dead = int(await r.xlen(keys.ingest_dead()))
+    return {"acked": b.acked, "in_threads": total, "threads": len(names), "dead_letters": dead}
+
+
+# --- the whole run -----------------------------------------------------------------------------
+
+
+async def run(opts: Options) -> Json:
+    # Ctrl-C (asyncio.run's own handler) and SIGTERM cancel this task: the finally below then
+    # stops every process the bench started.
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-inbound-"))
+    b = Bench(opts, workdir)
+    try:
+        await asyncio.to_thread(b.redis_proc.start)
+        b.redis = aioredis.Redis.from_url(b.redis_proc.url)
+        version = _server_version(await b.r.info("server"))
+        b.log(f"{version} on :{b.redis_proc.port}; work directory {workdir}")
+
+        b.log(f"round trips: {opts.rt_messages} webhooks one at a time through a counting relay")
+        rt = await round_trips(b)
+
+        await b.pause_ingest(b.keys)
+        port, bport = free_port(), free_port()
+        config = gateway_config(port=port, redis_url=b.redis_proc.url, data_dir=workdir / "var", api_port=free_port())
+        gateway = await asyncio.to_thread(start_gateway, workdir, "gateway", config, port)
+        b.servers.append(gateway)
+        baseline = await asyncio.to_thread(start_baseline, workdir, bport, b.redis_proc.url)
+        b.servers.append(baseline)
+        signer = Signer(f"http://127.0.0.1:{port}", b.run_tag)
+
+        b.log("ack path alone (ingest workers paused):")
+        ack = await ack_path(b, gateway, baseline, signer)
+        b.log("omnigateway serve (HTTP and workers in one process):")
+        served = await serve(b, gateway, signer, ack["gateway"]["saturation"]["rate"],
+                             ack["baseline"]["saturation"]["rate"])
+        b.log(f"memory: {opts.memory_conversations} conversations with 1 message, "
+              f"{opts.memory_conversations} with 21")
+        mem = await memory(b, gateway, signer)
+        served["consistency"] = await consistency(b)
+        return {
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "redis": version,
+                        "load_average_at_end": os.getloadavg()[0]},
+            "settings": {"seconds": opts.seconds, "rate": opts.rate, "concurrency": opts.concurrency,
+                         "conversations": opts.conversations},
+            "ack_path": ack,
+            "serve": served,
+            "round_trips": rt,
+            "memory": mem,
+            "targets": TARGETS,
+        }
+    except Exception:
+        for server in b.servers:
+            b.log(f"--- last lines of {server.log} ---\n{server.tail()}")
+        raise
+    finally:
+        for server in reversed(b.servers):
+            await asyncio.to_thread(stop_process, server.proc)
+        if b.redis is not None:
+            await b.redis.aclose()
+        await asyncio.to_thread(b.redis_proc.stop)
+        if not opts.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _server_version(info: dict[str, Any]) -> str:
+    name = str(info.get("server_name") or "redis")
+    return f"{name} {info.get(f'{name}_version') or info.get('redis_version')}"
+
+
+# --- the report ----------------------------------------------------------------------------------
+
+
+def print_report(d: Json) -> None:
+    m, a, s, rt, mem, t = d["machine"], d["ack_path"], d["serve"], d["round_trips"], d["memory"], d["targets"]
+    bs, gs = a["baseline"]["saturation"], a["gateway"]["saturation"]
+    bf, gf = a["baseline"]["fixed_rate"], a["gateway"]["fixed_rate"]
+    rate = d["settings"]["rate"]
+    w = 44
+
+    def row(label: str, base: str, gw: str, target: str = "") -> None:
+        print(f"  {label:<{w - 2}}{base:>14}{gw:>16}   {target}")
+
+    print()
+    print(f"inbound benchmark: {m['cpus']} CPUs, Python {m['python']}, {m['redis']}, "
+          f"{d['settings']['seconds']:g} s per run, {d['settings']['concurrency']} connections")
+    print()
+    print(f"{'ACK PATH ALONE (ingest workers paused)':<{w}}{'baseline':>14}{'gateway':>16}   target")
+    row("saturation: acked/s", f"{bs['rate']:,.0f}", f"{gs['rate']:,.0f}")
+    row("saturation: ack p50 / p99 ms", _pp(bs), _pp(gs))
+    row("ratio gateway / baseline", "", f"{a['ratio']:.2f}",
+        f">= {t['ratio']} (stretch {t['ratio_stretch']}): {_mark(a['ratio'] >= t['ratio'])}")
+    bo, go = a["baseline"]["one_at_a_time"], a["gateway"]["one_at_a_time"]
+    row("one at a time: ack p50 / p99 ms", _pp(bo), _pp(go))
+    row(f"{rate:,}/s offered: achieved/s", f"{bf['rate']:,.0f}", f"{gf['rate']:,.0f}")
+    row(f"{rate:,}/s offered: ack p50 / p99 ms", _pp(bf), _pp(gf),
+        f"p99 <= {t['p99_ms_at_rate']:g} ms: {_mark(gf['p99_ms'] <= t['p99_ms_at_rate'])}")
+    row("CPU % server/redis/client/others, sat.", _cpu(bs, "baseline"), _cpu(gs, "gateway"))
+    row(f"CPU % server/redis/client/others, {rate:,}/s", _cpu(bf, "baseline"), _cpu(gf, "gateway"))
+
+    ss, sf = s["saturation"], s["fixed_rate"]
+    print()
+    print("OMNIGATEWAY SERVE (HTTP and ingest workers in one process)")
+    print(f"  saturation: acked/s {ss['rate']:,.0f}, ack p50 / p99 ms {_pp(ss)}, CPU % {_cpu(ss, 'gateway')}")
+    e2e, ratio = s["stored_and_routed_rate"], s["ratio_to_baseline"]
+    print(f"  stored and routed, first sent -> last in its thread: "
+          f"{_num(e2e)} msg/s ({ss['acked']:,} messages; {_num(ratio, '.2f')} x baseline)")
+    print(f"  {rate:,}/s offered: achieved/s {sf['rate']:,.0f}, ack p50 / p99 ms {_pp(sf)}, last stored "
+          f"{_num(sf['last_stored_after_last_ack_s'], '.2f')} s after last ack, CPU % {_cpu(sf, 'gateway')}")
+    dr = s["drain"]
+    print(f"  workers alone, draining {dr['backlog']:,} queued webhooks: {_num(dr['rate'])} msg/s")
+    print(f"  Redis commands per message, end to end: {sum(s['redis_commands_per_message'].values()):.1f} "
+          f"({_fmt(s['redis_commands_per_message'], 8)})")
+    c = s["consistency"]
+    whole = c["in_threads"] == c["acked"] and not c["dead_letters"]
+    print(f"  messages in threads / webhooks acked: {c['in_threads']:,} / {c['acked']:,} in {c['threads']:,} "
+          f"threads, {c['dead_letters']} dead letters: {_mark(whole)}")
+
+    print()
+    print(f"REDIS ON THE ACK PATH ({rt['messages']} webhooks, one at a time, through a counting relay)")
+    rtpm = rt["round_trips_per_message"]
+    print(f"  round trips per webhook: {rtpm:.2f} ({_fmt(rt['round_trips_by_first_command'])})   "
+          f"target {t['round_trips']:g}: {_mark(rtpm <= t['round_trips'] + 0.05)}")
+    print(f"  commands sent per webhook: {sum(rt['commands_sent_per_message'].values()):.2f} "
+          f"({_fmt(rt['commands_sent_per_message'])})")
+    print(f"  commands executed per webhook, Lua's included: {sum(rt['commands_executed_per_message'].values()):.2f} "
+          f"({_fmt(rt['commands_executed_per_message'])})")
+
+    print()
+    print(f"MEMORY (MEMORY USAGE; {mem['sample_conversations']} sample conversations, "
+          f"{mem['text_len']}-byte texts)")
+    fixed, extra = mem["fixed_per_conversation"], mem["per_message_beyond_text"]
+    print(f"  fixed per conversation: {fixed:,.0f} B   target <= {t['conversation_bytes']:,} B: "
+          f"{_mark(fixed <= t['conversation_bytes'])}")
+    print("    a one-message conversation: " + ", ".join(
+        f"{k} {v:,}" for k, v in mem["one_message_conversation"].items() if v))
+    print(f"  per message beyond its text: {extra:,.0f} B   target <= {t['message_bytes']} B: "
+          f"{_mark(extra <= t['message_bytes'])}   (in the thread: {mem['per_message_in_thread']:,.0f} B)")
+    print(f"  plus, per message, while it lasts: dedupe key {mem['dedupe_key_per_message']:,.0f} B "
+          f"(expires after the dedupe TTL), event {mem['event_per_message']:,.0f} B (capped stream)")
+
+    runs = [bs, gs, bf, gf, ss, sf]
+    busy = max(r["cpu_percent"].get("others", 0) for r in runs)
+    if busy > 20:
+        print(f"\nnote: the rest of the machine was busy up to {busy}% CPU during a run (bench/README.md, "
+              "'Reading the CPU columns'); figures are lower than on a quiet machine")
+    errors = Counter[str]()
+    for r in runs:
+        errors.update(r["errors"])
+    if errors:
+        print(f"\nnon-2xx answers: {dict(errors)}")
+    print()
+
+
+def _mark(ok: bool) -> str:
+    return "ok" if ok else "MISS"
+
+
+def _pp(r: Json) -> str:
+    return f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f}"
+
+
+def _cpu(r: Json, server: str) -> str:
+    c = r["cpu_percent"]
+    return "/".join(str(c.get(k, 0)) for k in (server, "redis", "client", "others"))
+
+
+def _num(v: float | None, spec: str = ",.0f") -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+def _fmt(d: dict[str, float], limit: int = 6) -> str:
+    return ", ".join(f"{k} {v:.2f}" for k, v in list(d.items())[:limit]) or "-"
+
+
+# --- command line --------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> Options:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=float, default=8.0, help="length of each measured run (default 8)")
+    p.add_argument("--warmup", type=float, default=1.0, help="unmeasured run before each saturation run")
+    p.add_argument("--rate", type=int, default=1000, help="offered rate of the fixed-rate runs, msg/s")
+    p.add_argument("--concurrency", type=int, default=32, help="client connections (default 32)")
+    p.add_argument("--conversations", type=int, default=2000, help="distinct senders in the load runs")
+    p.add_argument("--rt-messages", type=int, default=300, help="webhooks in the round-trip count")
+    p.add_argument("--memory-conversations", type=int, default=100,
+                   help="conversations of each size (1 and 21 messages) in the memory sample")
+    p.add_argument("--text-len", type=int, default=100, help="message text length in the memory sample")
+    p.add_argument("--json", action="store_true", help="print the results as JSON (progress to stderr)")
+    p.add_argument("--keep", action="store_true", help="keep the work directory (configs, server logs)")
+    a = p.parse_args(argv)
+    if min(a.seconds, a.rate, a.concurrency, a.conversations, a.rt_messages, a.memory_conversations) <= 0:
+        p.error("sizes and durations must be positive")
+    return Options(a.seconds, a.warmup, a.rate, a.concurrency, a.conversations, a.rt_messages,
+                   a.memory_conversations, a.text_len, a.json, a.keep)
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    install_uvloop()
+    try:
+        data = asyncio.run(run(opts))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted; every process the bench started is stopped", file=sys.stderr)
+        return 130
+    if opts.as_json:
+        print(json.dumps(data, indent=2))
+    else:
+        print_report(data)
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):
+        sys.exit(main())
