@@ -786,9 +786,8 @@ class ConnectorConformance:
         caps = self._cls().capabilities
         if not caps.attachment_kinds:
             pytest.skip("no attachment_kinds declared: the core turns attachments into links, send() sees none")
-        attachments = _attachments(caps)
         provider = self._need_provider("attachments within the declared limits")
-        async with provider:
+        async with _serving(caps) as attachments, provider:
             connector = self.build(self.provider_settings(provider.base_url))
             try:
                 try:
@@ -1114,15 +1113,43 @@ def _long_text(caps: Capabilities) -> str:
     return text.strip()
 
 
-def _attachments(caps: Capabilities) -> list[Attachment]:
+def _attachments(caps: Capabilities, base_url: str) -> list[Attachment]:
     size = min(caps.max_attachment_bytes, 10_000)
     out = []
     for i in range(caps.max_attachments):
         kind = caps.attachment_kinds[i % len(caps.attachment_kinds)]
         content_type = kind + _SUBTYPE.get(kind, "octet-stream") if kind.endswith("/") else kind
-        out.append(Attachment(url=f"https://media.example.com/conformance/{i}", content_type=content_type,
+        out.append(Attachment(url=f"{base_url}/conformance/{i}", content_type=content_type,
                               name=f"file-{i}", size=size))
     return out
+
+
+@contextlib.asynccontextmanager
+async def _serving(caps: Capabilities) -> AsyncIterator[list[Attachment]]:
+    """The attachments of the send test, served for real on 127.0.0.1: connectors whose channel
+    cannot carry links (email) fetch the files; the others hand the URLs to the provider."""
+    from aiohttp import web
+
+    from gateway.testing import free_port
+
+    port = free_port()
+    files = {a.url.rpartition("/")[2]: a for a in _attachments(caps, f"http://127.0.0.1:{port}")}
+
+    async def serve(request: web.Request) -> web.Response:
+        found = files.get(request.match_info["name"])
+        if found is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=b"\0" * (found.size or 0), content_type=found.content_type)
+
+    app = web.Application()
+    app.router.add_get("/conformance/{name}", serve)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield list(files.values())
+    finally:
+        await runner.cleanup()
 
 
 _SUBTYPE = {"image/": "png", "video/": "mp4", "audio/": "mpeg", "text/": "plain", "application/": "pdf"}
