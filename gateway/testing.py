@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -19,6 +21,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def eventually(probe: Callable[[], Any], within: float = 10.0, what: str = "", interval: float = 0.05) -> Any:
+    """Call `probe` (plain or async) until it gives something truthy, and return that; fail with
+    `what` and the last value after `within` seconds. For conditions that become true in the
+    background (a worker, a poller, another process); never for timing."""
+    deadline = time.monotonic() + within
+    last: Any = None
+    while True:
+        last = probe()
+        if inspect.isawaitable(last):
+            last = await last
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {within:g} s waiting for {what or 'the condition'} (last: {last!r})")
+        await asyncio.sleep(interval)
 
 
 def redis_server_binary() -> str:

@@ -6,36 +6,14 @@ started for the session. Each test gets its own key prefix and its keys are dele
 
 from __future__ import annotations
 
-import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.testing import RedisProcess, free_port  # noqa: F401  (re-exported for tests)
-
-
-def _machine_redis_answers() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=0.3) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    if _machine_redis_answers():
-        yield "redis://127.0.0.1:6379/0"
-        return
-    proc = RedisProcess()
-    proc.start()
-    try:
-        yield proc.url
-    finally:
-        proc.stop()
+# `redis_url` (the machine's Redis at 127.0.0.1:6379, else a private Valkey for the session) comes
+# from the kit's pytest plugin, connectors.testing.plugin, which integrators' suites load too.
 
 
 @pytest.fixture

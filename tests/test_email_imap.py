@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
 from typing import Any
@@ -25,6 +25,7 @@ from connectors.base import ParseResult
 from connectors.email.connector import EmailSettings
 from connectors.email.imap import FETCH_BATCH, ImapTiming, _batches, run_imap
 from conversation.store import Store
+from gateway.testing import eventually
 from gateway.workers.pollers import StorePollContext
 
 # Short waits so that failures and shutdowns show within the test's budget.
@@ -78,17 +79,6 @@ def mail(text: str, *, sender: str = "ana@example.com", subject: str = "Order 42
     ).encode()
     return mid, raw
 
-
-async def eventually(check: Callable[[], Awaitable[bool] | bool], within: float = 8.0, what: str = "") -> None:
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, f"timed out waiting for {what or check}"
-        await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager

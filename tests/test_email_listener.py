@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiosmtplib
@@ -22,7 +22,7 @@ from connectors.email.listener import SmtpListener
 from conversation.model import DeliveryStatus, Identity, InboundMessage, StatusUpdate
 from conversation.store import Store
 from gateway.attachments import AttachmentStore
-from gateway.testing import GatewayUnderTest, free_port
+from gateway.testing import GatewayUnderTest, eventually, free_port
 from gateway.workers.pollers import StorePollContext
 
 LIMIT = 64 * 1024
@@ -171,16 +171,6 @@ async def test_a_null_envelope_sender_makes_mail_automatic(listener: SmtpListene
 
 # --- end to end: the whole gateway ---------------------------------------------------------------
 
-
-async def eventually(probe: Callable[[], Awaitable[Any]], within: float = 10.0) -> Any:
-    deadline = time.monotonic() + within
-    last = None
-    while time.monotonic() < deadline:
-        last = await probe()
-        if last:
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not met within {within}s (last: {last!r})")
 
 
 async def smtp_in(port: int, raw: bytes, sender: str) -> None:

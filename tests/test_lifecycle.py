@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from connectors.testing.fake_twilio import FakeTwilio, inbound_message_params
 from conversation.model import DeliveryStatus
 from conversation.store import Store
-from gateway.testing import free_port
+from gateway.testing import eventually, free_port
 
 ACCOUNT_SID = "AC" + "3" * 32
 AUTH_TOKEN = "d" * 32
@@ -113,14 +113,6 @@ async def customer_conversation(session: aiohttp.ClientSession, base: str, token
     return items[0]["id"] if items else None
 
 
-async def wait_for(probe: Any, within: float = 15.0) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if result := await probe():
-            return result
-        await asyncio.sleep(0.1)
-    raise AssertionError("timed out")
-
 
 async def test_sigterm_drains_a_send_in_flight(
     served_factory: Any, twilio: FakeTwilio, redis_url: str, key_prefix: str, redis_client: aioredis.Redis,
@@ -142,13 +134,13 @@ shutdown_grace = 20
     params = inbound_message_params(number, BUSINESS, "where is my parcel?", account_sid=ACCOUNT_SID)
     assert (await twilio.post_webhook(gw.base + "/webhooks/sms/messages", params))[0] == 200
     async with aiohttp.ClientSession() as session:
-        cid = await wait_for(lambda: customer_conversation(session, gw.base, token, number))
+        cid = await eventually(lambda: customer_conversation(session, gw.base, token, number), within=15)
         twilio.delay(2.0)  # the reply will be in flight when the signal comes
         async with session.post(f"{gw.base}/v1/conversations/{cid}/messages", json={"text": "On its way"},
                                 headers={"Authorization": f"Bearer {token}"}) as resp:
             assert resp.status == 202
             mid = (await resp.json())["id"]
-    await wait_for(lambda: _true(twilio.attempts >= 1))
+    await eventually(lambda: twilio.attempts >= 1, within=15, what="the send to start")
     assert twilio.messages == []
     code = await asyncio.to_thread(gw.terminate)
     assert code == 0
@@ -156,9 +148,6 @@ shutdown_grace = 20
     store = Store(redis_client, prefix=key_prefix)
     assert (await store.get_message(mid)).status == DeliveryStatus.SENT
 
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def test_embedded_valkey_keeps_data_across_a_restart(
@@ -177,7 +166,7 @@ data_dir = "{tmp_path / 'var'}"
     params = inbound_message_params(number, BUSINESS, "remember me", account_sid=ACCOUNT_SID)
     assert (await twilio.post_webhook(gw.base + "/webhooks/sms/messages", params))[0] == 200
     async with aiohttp.ClientSession() as session:
-        cid = await wait_for(lambda: customer_conversation(session, gw.base, token, number))
+        cid = await eventually(lambda: customer_conversation(session, gw.base, token, number), within=15)
     assert await asyncio.to_thread(gw.terminate) == 0
     assert (tmp_path / "var" / "valkey").is_dir()
 

@@ -6,28 +6,18 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import pytest
 
 from connectors.testing.fake_twilio import FakeTwilio, inbound_message_params
-from gateway.testing import GatewayUnderTest
+from gateway.testing import GatewayUnderTest, eventually
 
 ACCOUNT_SID = "AC" + "1" * 32
 AUTH_TOKEN = "f" * 32
 BUSINESS = "+15550001111"
 
-
-async def eventually(probe: Callable[[], Awaitable[Any]], within: float = 10.0) -> Any:
-    deadline = time.monotonic() + within
-    last = None
-    while time.monotonic() < deadline:
-        last = await probe()
-        if last:
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not met within {within}s (last: {last!r})")
 
 
 @pytest.fixture

@@ -209,7 +209,9 @@ async def test_every_script_call_stays_in_one_cluster_slot(
         await store.update_thread(cid, status="resolved")
         await store.set_opt_out(cid, PHONE, True)
         await store.record_inbound([inbound("x", "SM9")])
-        assert len(rec.calls) == 9
+        # Nine calls; more when the server lost its scripts meanwhile (another suite sharing this
+        # Redis ran SCRIPT FLUSH) and a call was repeated after loading them.
+        assert len(rec.calls) >= 9
         for name, keys in rec.calls:
             assert len({key_slot(k.encode()) for k in keys}) == 1, (name, keys)
     finally:
