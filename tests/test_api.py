@@ -348,8 +348,15 @@ async def test_an_unknown_identity_is_an_empty_list(client: Client, ana: dict[st
     assert (await get(client, "/v1/customers", ana, identity="telegram:12345"))["items"] == []
 
 
+async def test_a_plugins_identity_kind_is_found(client: Client, store: Store, ana: dict[str, str]) -> None:
+    """A third-party connector brings its own identity kind; agents look its customers up too."""
+    cid = await seed(store, Identity("matrix", "@ana:example.org"), channel="matrix", instance="matrix")
+    found = await get(client, "/v1/customers", ana, identity="matrix:@ana:example.org")
+    assert [c["id"] for c in found["items"]] == [cid]
+
+
 @pytest.mark.parametrize("identity", ["phone:hello", "phone:", "phone:600999888", "+34600999888",
-                                      "fax:+34600999888", "email:nobody", ""])
+                                      "fax number:+34600999888", "email:nobody", ""])
 async def test_a_malformed_identity_is_400(client: Client, ana: dict[str, str], identity: str) -> None:
     assert error_code(await get(client, "/v1/customers", ana, 400, identity=identity)) == "invalid_parameter"
     assert error_code(await get(client, "/v1/customers", ana, 400)) == "invalid_parameter"

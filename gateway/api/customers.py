@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import phonenumbers
 from aiohttp import web
 
@@ -13,7 +15,9 @@ from gateway.appkeys import STORE
 
 routes = web.RouteTableDef()
 
-IDENTITY_KINDS = ("phone", "email", "slack", "webchat", "messenger", "instagram", "telegram")
+# Built-in kinds are normalized below; a plugin's connector may bring its own kind (its provider's
+# user ids), which is looked up as given.
+_KIND = re.compile(r"[a-z][a-z0-9_.-]{0,31}")
 # WhatsApp reaches a phone number: Twilio writes it "whatsapp:+34...", and agents paste that.
 _ALIASES = {"whatsapp": "phone", "sms": "phone", "tel": "phone", "mailto": "email"}
 
@@ -48,8 +52,8 @@ def parse_identity(raw: str) -> Identity:
         if "@" not in address[1:-1]:
             raise invalid_parameter(f"{address!r} is not an email address")
         return Identity("email", address)
-    if kind not in IDENTITY_KINDS:
-        raise invalid_parameter(f"identity kind must be one of {', '.join(IDENTITY_KINDS)}")
+    if not _KIND.fullmatch(kind):
+        raise invalid_parameter(f"{kind!r} is not an identity kind (phone, email, slack, webchat, or a plugin's)")
     return Identity(kind, address.strip())
 
 

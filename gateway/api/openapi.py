@@ -144,8 +144,9 @@ def _paths() -> JSON:
         "/v1/customers": {"get": _op(
             "findCustomers", "Find customers by identity",
             ("200", _json(_ref(CustomerList), "The matching customer, if any.")),
-            params=[_param("identity", "query", {"type": "string", "pattern": "^[A-Za-z]+:.+"},
-                           "`kind:address`, e.g. `phone:+34600111222` or `email:ana@example.com`; "
+            params=[_param("identity", "query", {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_.-]*:.+"},
+                           "`kind:address`, e.g. `phone:+34600111222`, `email:ana@example.com`, or a "
+                           "plugin connector's own kind; "
                            "phones are matched in E.164 and emails case-insensitively.", required=True)],
             errors={"400": _error("The identity is missing or malformed.")}, tag="customers",
         )},
