@@ -9,7 +9,9 @@ in `Capabilities` so that the core enforces them once, for every connector.
 from __future__ import annotations
 
 import abc
+import email.utils
 import enum
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 from urllib.parse import parse_qsl
@@ -17,7 +19,7 @@ from urllib.parse import parse_qsl
 import msgspec
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from conversation.model import Attachment, Identity, InboundMessage, StatusUpdate
+from conversation.model import Attachment, Identity, InboundMessage, Profile, StatusUpdate
 
 
 class Secret(str):
@@ -197,6 +199,22 @@ class SendError(ConnectorError):
         self.retry_after = retry_after
 
 
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds to wait from an HTTP Retry-After header (delay-seconds or an HTTP date), for
+    TransientSendError(retry_after=...); None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
 class TransientSendError(SendError):
     """Timeouts, 5xx, 429: try again later (after `retry_after` seconds when the provider said)."""
 
@@ -279,9 +297,24 @@ class Connector(abc.ABC, Generic[S]):
         Push-only channels leave this alone."""
         raise NotImplementedError(f"{self.kind} does not poll")
 
-    @classmethod
-    def polls(cls) -> bool:
-        return cls.poll is not Connector.poll
+    def polls(self) -> bool:
+        """Whether the gateway should run poll() for this instance. Per instance, because some
+        connectors pull only in one mode (Slack: Socket Mode instead of the Events API)."""
+        return type(self).poll is not Connector.poll
+
+    async def profile(self, identity: Identity) -> Profile | None:
+        """Who is behind a sender identity, from the provider's API (Slack users.info).
+
+        The ingest worker asks, off the ack path, for senders whose profile is not cached (the
+        core caches the answer with a TTL), before it resolves the sender to a customer: the
+        name fills in `sender_name`, and a verified email links an unknown sender to the customer
+        who owns that email. None: nothing known. Errors are logged and read as None; they never
+        hold up the message.
+        """
+        return None
+
+    def has_profiles(self) -> bool:
+        return type(self).profile is not Connector.profile
 
     async def aclose(self) -> None:
         """Release clients and sockets. Must be safe to call twice."""
@@ -308,6 +341,7 @@ __all__ = [
     "ParseResult",
     "PermanentSendError",
     "PollContext",
+    "Profile",
     "Route",
     "Secret",
     "SendError",
@@ -319,4 +353,5 @@ __all__ = [
     "TransientSendError",
     "WebhookRequest",
     "WebhookResponse",
+    "retry_after_seconds",
 ]

@@ -44,6 +44,11 @@ class Keys:
     def identity(self, kind: str, address: str) -> str:
         return f"{self.prefix}:ident:{kind}:{address}"
 
+    def profile(self, kind: str, address: str) -> str:
+        """A sender's cached provider profile (Slack users.info), with a TTL; beside its identity
+        key, in its own slot."""
+        return f"{self.prefix}:prof:{kind}:{address}"
+
     def provider_message(self, instance: str, provider_id: str) -> str:
         """Hash tagged by the provider id: where our outbound message lives, and any early status."""
         return f"{self.prefix}:{{pm:{instance}:{provider_id}}}"

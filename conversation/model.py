@@ -103,6 +103,10 @@ class Message(msgspec.Struct):
     subject: str | None = None
     # An automatic answer (out-of-office, autoresponder): shown, but it did not reopen the thread.
     auto_reply: bool = False
+    # The customer changed the message at the provider (Slack message_changed): `text` is the
+    # latest version. A deleted message keeps its place in the timeline but loses its content.
+    edited_at: UtcDatetime | None = None
+    deleted: bool = False
 
 
 class Conversation(msgspec.Struct):
@@ -127,6 +131,31 @@ class Episode(msgspec.Struct, frozen=True):
     resolved_at: UtcDatetime | None
 
 
+class MessageEdit(msgspec.Struct, frozen=True, omit_defaults=True):
+    """An InboundMessage that changes an earlier one instead of adding to the thread.
+
+    `target` is the provider id of the edited message on the same instance; the carrying
+    message's text is the new text. It travels the ingest path of ordinary messages (dedupe on
+    its own provider id, the sender's partition, so after the message it edits).
+    """
+
+    target: str
+    deleted: bool = False
+    at_ms: int = 0
+
+
+class Profile(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Who is behind a sender identity, as the provider knows them (Slack users.info).
+
+    `email_verified`: the provider vouches for the address and the connector instance allows
+    linking by it; only then does the core join the sender to a customer with that email.
+    """
+
+    name: str | None = None
+    email: str | None = None
+    email_verified: bool = False
+
+
 class InboundMessage(msgspec.Struct, frozen=True, omit_defaults=True):
     """What a connector's parse() yields for a customer message: pure data, no storage ids yet."""
 
@@ -149,6 +178,11 @@ class InboundMessage(msgspec.Struct, frozen=True, omit_defaults=True):
     link_sender: bool = True
     auto_reply: bool = False
     extra: dict[str, str] = {}
+    # Threaded chat channels (Slack): where a reply to this message goes (channel and thread),
+    # kept as the thread's reply context on this instance, handed back to send() as references.
+    thread_ref: str | None = None
+    # Set when this is not a new message but a change to an earlier one.
+    edit: MessageEdit | None = None
 
 
 class StatusUpdate(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -164,6 +198,7 @@ class StatusUpdate(msgspec.Struct, frozen=True, omit_defaults=True):
 class EventType(enum.StrEnum):
     MESSAGE_CREATED = "message.created"
     MESSAGE_STATUS = "message.status"
+    MESSAGE_UPDATED = "message.updated"
     THREAD_CHANGED = "thread.changed"
 
 

@@ -38,6 +38,7 @@ from conversation.model import (
     Identity,
     InboundMessage,
     Message,
+    Profile,
     StatusUpdate,
     ThreadStatus,
     from_ms,
@@ -49,10 +50,12 @@ EVENTS_MAXLEN = 100_000
 PROVIDER_LINK_TTL = 30 * DAY
 IDEMPOTENCY_TTL = DAY
 THREAD_REFERENCES = 10  # provider ids kept per thread and instance for References headers
+EDIT_SCAN = 500  # how far back in a thread an edited message is looked for
 
 
-class StoredMessage(msgspec.Struct, array_like=True):
-    """A timeline entry as stored: positional msgpack, so field names cost no memory."""
+class StoredMessage(msgspec.Struct, array_like=True, omit_defaults=True):
+    """A timeline entry as stored: positional msgpack, so field names cost no memory (and
+    trailing fields at their defaults cost nothing either)."""
 
     direction: str
     channel: str
@@ -65,6 +68,8 @@ class StoredMessage(msgspec.Struct, array_like=True):
     to: str | None = None  # recipient identity key of an outbound message
     subject: str | None = None
     auto_reply: bool = False
+    edited_ms: int = 0
+    deleted: bool = False
 
 
 class ThreadState(msgspec.Struct, frozen=True):
@@ -114,6 +119,7 @@ _encoder = msgspec.msgpack.Encoder()
 _stored_decoder = msgspec.msgpack.Decoder(StoredMessage)
 _inbound_decoder = msgspec.msgpack.Decoder(InboundMessage)
 _status_decoder = msgspec.msgpack.Decoder(StatusUpdate)
+_profile_decoder = msgspec.json.Decoder(Profile)
 
 
 def message_id(customer_id: str, seq: int) -> str:
@@ -265,11 +271,17 @@ class Store:
         return _s(value) if value else None
 
     async def link_identity(self, identity: Identity, cid: str) -> str:
-        """Give an unknown identity to a customer; returns the owner (an earlier one wins)."""
+        """Give an unknown identity to a customer; returns the owner (an earlier one wins).
+
+        Two steps in two slots: the identity key decides (SET NX), then the customer lists the
+        identity. A crash between them is repaired by the identity's first message, whose append
+        lists its sender."""
         key = self.keys.identity(identity.kind, identity.address)
-        if await self.redis.set(key, cid, nx=True):
-            return cid
-        return _s(await self.redis.get(key))
+        if not await self.redis.set(key, cid, nx=True):
+            return _s(await self.redis.get(key))
+        await self._scripts["add_identity"](keys=[self.keys.thread(cid)],
+                                            args=[identity.kind, identity.address, utcnow_ms()])
+        return cid
 
     async def suggest_merge(self, identity: Identity, cid: str) -> None:
         """Record that `identity` wrote into `cid`'s thread without being linked to it."""
@@ -293,6 +305,69 @@ class Store:
         await self._scripts["thread_context"](
             keys=[self.keys.thread(cid)], args=[instance, "", provider_id, THREAD_REFERENCES]
         )
+
+    async def cached_profiles(self, identities: Sequence[Identity]) -> dict[Identity, Profile | None]:
+        """Cached provider profiles of these identities; None for one looked up and found unknown
+        (or unreachable), absent for one never looked up or whose cache expired."""
+        if not identities:
+            return {}
+        # One GET per key in a pipeline, not MGET: the keys sit in different cluster slots.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for ident in identities:
+                pipe.get(self.keys.profile(ident.kind, ident.address))
+            found = await pipe.execute()
+        out: dict[Identity, Profile | None] = {}
+        for ident, raw in zip(identities, found, strict=True):
+            if raw is None:
+                continue
+            try:
+                out[ident] = _profile_decoder.decode(raw) if raw else None
+            except msgspec.DecodeError:
+                continue  # written by another version: look it up again
+        return out
+
+    async def cache_profile(self, identity: Identity, profile: Profile | None, ttl: int) -> None:
+        await self.redis.set(self.keys.profile(identity.kind, identity.address),
+                             msgspec.json.encode(profile) if profile is not None else b"", ex=max(1, ttl))
+
+    async def apply_edit(
+        self, cid: str, instance: str, provider_id: str, *, text: str, deleted: bool, at_ms: int
+    ) -> str | None:
+        """Record the provider's edit or deletion of an inbound message of this thread.
+
+        The message is looked for among the thread's last EDIT_SCAN entries (edits come soon after
+        the message, and customers rarely edit old ones). Returns its id, or None when it is not
+        there. Applying the same edit twice leaves the same result (replays are harmless).
+        """
+        for _ in range(5):  # an entry replaced between our read and our write is read again
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.llen(self.keys.timeline(cid))
+                pipe.lrange(self.keys.timeline(cid), -EDIT_SCAN, -1)
+                length, blobs = await pipe.execute()
+            first = int(length) - len(blobs)
+            for offset in range(len(blobs) - 1, -1, -1):
+                blob = blobs[offset]
+                stored = _stored_decoder.decode(blob)
+                if (stored.provider_id != provider_id or stored.instance != instance
+                        or stored.direction != Direction.INBOUND.value):
+                    continue
+                if stored.deleted:
+                    return message_id(cid, first + offset)  # nothing to change after a deletion
+                # A deleted message keeps its place (the thread reads in order) but not its content:
+                # the customer took it back.
+                changed = msgspec.structs.replace(
+                    stored, text="" if deleted else text, attachments=() if deleted else stored.attachments,
+                    edited_ms=at_ms or utcnow_ms(), deleted=deleted,
+                )
+                replaced = await self._scripts["replace_message"](
+                    keys=[self.keys.timeline(cid)], args=[first + offset, blob, _encoder.encode(changed)]
+                )
+                if int(replaced) == 1:
+                    return message_id(cid, first + offset)
+                break
+            else:
+                return None
+        return None
 
     async def find_customer(self, identity: Identity) -> Customer | None:
         cid = await self.redis.get(self.keys.identity(identity.kind, identity.address))
@@ -695,13 +770,13 @@ def _append_args(
     reopens = msg.opt_out is None and not msg.auto_reply
     # Threaded channels keep the conversation's context per instance for replies (subject, the
     # provider ids to reference); SMS and chat spend no memory on it.
-    threaded = msg.subject is not None or bool(msg.references)
+    threaded = msg.subject is not None or bool(msg.references) or msg.thread_ref is not None
     return [
         partition, entry_id, _encoder.encode(stored), stored.created_ms,
         msg.sender.kind, msg.sender.address, msg.sender_name or "", msg.channel, msg.instance,
         route.queue, route.priority, msg.opt_out if msg.opt_out in ("stop", "start") else "",
         "1" if reopens else "0", "1" if link else "0",
-        msg.subject or "", msg.provider_message_id if threaded else "",
+        msg.subject or "", (msg.thread_ref or msg.provider_message_id) if threaded else "",
     ]
 
 
@@ -767,6 +842,8 @@ def _message(cid: str, seq: int, m: StoredMessage, overlay: bytes | str | None) 
         to=m.to,
         subject=m.subject,
         auto_reply=m.auto_reply,
+        edited_at=from_ms(m.edited_ms) if m.edited_ms else None,
+        deleted=m.deleted,
     )
 
 

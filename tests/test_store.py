@@ -40,6 +40,20 @@ async def test_concurrent_first_contacts_create_one_customer(redis_url: str, key
             await c.aclose()
 
 
+async def test_a_linked_identity_is_listed_on_its_customer_before_it_writes(store: Store) -> None:
+    cid = await store.resolve_customer(PHONE)
+    await store.append_inbound(cid, inbound("hello", "SM1"), partition=1, entry_id="100-0", route=ROUTE)
+    email = Identity("email", "ana@example.com")
+    assert await store.link_identity(email, cid) == cid
+    assert await store.link_identity(email, "someone-else") == cid  # the first link wins
+    customer = await store.get_customer(cid)
+    assert [i.key for i in customer.identities] == [PHONE.key, email.key]
+    # Also for a customer whose thread has no message yet (a web chat session with a verified email).
+    fresh = await store.resolve_customer(Identity("webchat", "v-1"))
+    await store.link_identity(Identity("email", "bo@example.com"), fresh)
+    assert [i.key for i in (await store.get_customer(fresh)).identities] == ["email:bo@example.com"]
+
+
 async def test_replayed_entry_is_not_appended_twice(store: Store) -> None:
     cid = await store.resolve_customer(PHONE)
     first = await store.append_inbound(cid, inbound("hello", "SM1"), partition=1, entry_id="100-0", route=ROUTE)

@@ -43,7 +43,7 @@ class Workers(NamedTuple):
 def build_workers(config: Config, store: Store, connectors: dict[str, Connector[Any]]) -> Workers:
     settings = config.gateway
     return Workers(
-        IngestWorker(store, config.routing, lease_ttl=settings.lease_ttl),
+        IngestWorker(store, config.routing, lease_ttl=settings.lease_ttl, connectors=connectors),
         Dispatcher(
             store, connectors,
             max_attempts=settings.send_max_attempts,

@@ -14,13 +14,15 @@ import contextlib
 import math
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import msgspec
 import structlog
 from redis.exceptions import RedisError, ResponseError
 
-from conversation.model import Event, EventType, InboundMessage, StatusUpdate
+from connectors.base import Connector
+from conversation.model import Event, EventType, Identity, InboundMessage, Profile, StatusUpdate
 from conversation.routing import RoutingSettings
 from conversation.store import Store, StreamEntry, ThreadState
 from gateway import metrics
@@ -28,6 +30,9 @@ from gateway import metrics
 log = structlog.get_logger("gateway.ingest")
 
 GROUP = "ingest"
+
+PROFILE_TTL = 86_400  # a sender's provider profile is looked up again after a day
+PROFILE_MISS_TTL = 300  # an unknown or unreachable profile: ask again after a few minutes
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -53,9 +58,14 @@ class IngestWorker:
         lease_ttl: float = 10.0,
         batch: int = 200,
         block_ms: int = 1000,
+        connectors: Mapping[str, Connector[Any]] | None = None,
+        profile_timeout: float = 3.0,
     ) -> None:
         self.store = store
         self.routing = routing
+        # Connectors that tell who a sender is (Slack users.info), by instance.
+        self.profilers = {name: c for name, c in (connectors or {}).items() if c.has_profiles()}
+        self.profile_timeout = profile_timeout
         self.id = worker_id or f"w-{uuid.uuid4().hex[:10]}"
         self.lease_ttl_ms = int(lease_ttl * 1000)
         self.batch = batch
@@ -185,6 +195,11 @@ class IngestWorker:
             else:
                 statuses.append((entry_id, item))
 
+        edits = [(e, m) for e, m in messages if m.edit is not None]
+        messages = [(e, m) for e, m in messages if m.edit is None]
+        if messages and self.profilers:
+            messages = await self._with_profiles(messages)
+
         states: list[ThreadState] = []
         events: list[Event] = []
         if messages:
@@ -203,6 +218,10 @@ class IngestWorker:
                     events.append(Event(EventType.MESSAGE_CREATED, st.customer_id, f"{st.message_id}:created",
                                         message_id=st.message_id, at_ms=now_ms))
                     metrics.observe_latency("routed", max(0.0, now_ms - _entry_ms(entry_id)) / 1000)
+        for _, edit in edits:  # after the batch's appends: an edit follows its message in the stream
+            event = await self._apply_edit(edit)
+            if event:
+                events.append(event)
         for _, update in statuses:
             event = await self._apply_status(update)
             if event:
@@ -215,6 +234,72 @@ class IngestWorker:
             pipe.xack(store.keys.ingest_stream(p), GROUP, *ids)
             pipe.xdel(store.keys.ingest_stream(p), *ids)
             await pipe.execute()
+
+    async def _with_profiles(self, messages: list[tuple[str, InboundMessage]]) -> list[tuple[str, InboundMessage]]:
+        """Fill in sender names from provider profiles, and link unknown senders whose verified
+        profile email belongs to a customer, before identities are resolved."""
+        store = self.store
+        senders = list(dict.fromkeys(m.sender for _, m in messages if m.instance in self.profilers))
+        if not senders:
+            return messages
+        profiles = await store.cached_profiles(senders)
+        instance_of = {m.sender: m.instance for _, m in reversed(messages) if m.instance in self.profilers}
+        missing = [s for s in senders if s not in profiles]
+        if missing:
+            fetched = await asyncio.gather(*(self._fetch_profile(instance_of[s], s) for s in missing))
+            profiles.update(zip(missing, fetched, strict=True))
+        for sender, profile in profiles.items():
+            if profile is not None and profile.email and profile.email_verified:
+                await self._link_by_email(sender, profile.email)
+        out = []
+        for entry_id, msg in messages:
+            profile = profiles.get(msg.sender)
+            if profile is not None and profile.name and not msg.sender_name:
+                msg = msgspec.structs.replace(msg, sender_name=profile.name)
+            out.append((entry_id, msg))
+        return out
+
+    async def _fetch_profile(self, instance: str, sender: Identity) -> Profile | None:
+        connector = self.profilers[instance]
+        profile: Profile | None = None
+        try:
+            profile = await asyncio.wait_for(connector.profile(sender), self.profile_timeout)
+        except Exception as exc:  # the message goes on without a profile, whatever went wrong
+            # No address in the log: it identifies a customer; the error type says enough.
+            log.warning("ingest.profile_failed", instance=instance, error=type(exc).__name__)
+            with contextlib.suppress(RedisError):
+                await self.store.cache_profile(sender, None, PROFILE_MISS_TTL)
+            return None
+        await self.store.cache_profile(sender, profile, PROFILE_TTL if profile is not None else PROFILE_MISS_TTL)
+        return profile
+
+    async def _link_by_email(self, sender: Identity, email: str) -> None:
+        store = self.store
+        address = Identity("email", email.strip().lower())
+        known, owner = await store.known_customer(sender), await store.known_customer(address)
+        if owner is None:
+            # The verified address is nobody's yet: it becomes the sender's customer's, so that a
+            # later email from it joins the same thread.
+            await store.link_identity(address, known or await store.resolve_customer(sender))
+        elif known is None:
+            # SET NX: if the sender got a customer of its own meanwhile, that one stays.
+            await store.link_identity(sender, owner)
+            log.info("ingest.linked_by_email", kind=sender.kind)
+
+    async def _apply_edit(self, msg: InboundMessage) -> Event | None:
+        assert msg.edit is not None
+        cid = await self.store.known_customer(msg.sender)
+        mid = None
+        if cid is not None:
+            mid = await self.store.apply_edit(cid, msg.instance, msg.edit.target, text=msg.text,
+                                              deleted=msg.edit.deleted, at_ms=msg.edit.at_ms)
+        if mid is None or cid is None:
+            # An edit of a message we never stored (sent before the app was installed, or by
+            # someone we do not track): nothing to change.
+            log.info("ingest.edit_dropped", instance=msg.instance, deleted=msg.edit.deleted)
+            return None
+        return Event(EventType.MESSAGE_UPDATED, cid, f"{mid}:edit:{msg.provider_message_id}", message_id=mid,
+                     status="deleted" if msg.edit.deleted else "edited", at_ms=int(time.time() * 1000))
 
     async def _by_reference(self, msg: InboundMessage) -> tuple[str, bool]:
         """The thread a reply to one of our messages belongs in, and whether to link its sender.
