@@ -12,6 +12,9 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
+from connectors.testing.fake_slack import FakeSlack
+from gateway.testing import GatewayUnderTest
+
 # `redis_url` (the machine's Redis at 127.0.0.1:6379, else a private Valkey for the session) comes
 # from the kit's pytest plugin, connectors.testing.plugin, which integrators' suites load too.
 
@@ -36,3 +39,19 @@ async def redis_client(redis_url: str, key_prefix: str) -> AsyncIterator[aioredi
 # A real Dovecot for the IMAP tests (tests/dovecot.py): skipped where it is not installed, except
 # in CI, which installs it.
 from dovecot import dovecot, dovecot_factory, imap_mailbox  # noqa: E402, F401
+
+
+# The Slack tests' fake Slack and a gateway with a Slack instance on the Events API pointed at it.
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def slack_gateway(redis_url: str, key_prefix: str, slack: FakeSlack, redis_client: aioredis.Redis
+                        ) -> AsyncIterator[GatewayUnderTest]:
+    from slackhelpers import gateway_for
+
+    async with gateway_for(redis_url, key_prefix, slack) as gw:
+        yield gw

@@ -1,0 +1,1 @@
+"""Chat channels: Slack and the web chat widget."""
