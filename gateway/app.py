@@ -13,7 +13,7 @@ from aiohttp import web
 from connectors.base import Connector
 from connectors.registry import load_registry
 from conversation.store import DAY, Store
-from gateway import health, webhooks, workers
+from gateway import health, webchat, webhooks, workers
 from gateway.appkeys import CONFIG, CONNECTORS, REDIS, STORE
 from gateway.config import Config, ConfigError, build_connectors
 from gateway.ratelimit import LocalRateLimiter, local_rate_limit_middleware
@@ -67,6 +67,7 @@ def create_app(
 
     health.setup(app)
     webhooks.setup(app)
+    webchat.setup(app)
     from gateway import api
 
     api.setup(app)

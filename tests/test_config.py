@@ -45,7 +45,8 @@ def test_the_shipped_default_config_is_valid() -> None:
     config = load_config(Path(__file__).parent.parent / "config" / "gateway.toml", {})
     assert config.gateway.port == 8080
     assert config.gateway.redis_url is None  # make run starts the embedded Valkey
-    assert config.connectors == {}  # nothing that needs a provider account
+    # Only the web chat, the one channel that needs no provider account (the demo at /).
+    assert set(config.connectors) == {"webchat"}
 
 
 def test_public_url_is_derived_from_a_wildcard_bind_as_a_reachable_address(tmp_path: Path) -> None:
@@ -210,8 +211,8 @@ auth_token = "t"
 """)
     errors = validate_connectors(load_config(path, {}), load_registry())
     assert errors == [
-        "connectors.typo: unknown connector kind 'twilo' (installed: email, twilio)",
-        "connectors.nokind.kind: missing; set the connector kind (installed: email, twilio)",
+        "connectors.typo: unknown connector kind 'twilo' (installed: email, slack, twilio, webchat)",
+        "connectors.nokind.kind: missing; set the connector kind (installed: email, slack, twilio, webchat)",
         "connectors.badkey.auth_tokn: unknown key (did you mean 'auth_token'?)",
         "connectors.missing.account_sid: required",
     ]

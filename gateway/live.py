@@ -1,0 +1,107 @@
+"""The live hub: one reader of the events stream per web process, waking whoever watches a thread.
+
+Agents' replies may be queued by one process, sent by a dispatcher in another (`omnigateway
+worker`) and watched from sockets held by a third, so live delivery goes through Redis: every web
+process runs one hub that follows the capped events stream with a blocking XREAD and wakes the
+local subscribers of the event's conversation.
+
+A wake-up carries no data. Subscribers read what they need from the thread itself, after their
+own cursor, so an event that is missed, repeated or out of order costs at most one extra read and
+never loses or duplicates a message. It also bounds memory per subscriber to one flag: a slow
+socket only delays itself, and any number of events while it is busy coalesce into one wake-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from typing import Protocol
+
+import msgspec
+import structlog
+from redis.exceptions import RedisError
+
+from conversation.model import Event
+from conversation.store import Store, StreamEntry
+
+log = structlog.get_logger("gateway.live")
+
+
+class Subscriber(Protocol):
+    def wake(self) -> None: ...
+
+
+class LiveHub:
+    def __init__(self, store: Store, *, block_ms: int = 500, batch: int = 500) -> None:
+        self.store = store
+        self.block_ms = block_ms
+        self.batch = batch
+        self._subs: dict[str, set[Subscriber]] = {}
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+
+    def subscribe(self, conversation_id: str, sub: Subscriber) -> None:
+        self._subs.setdefault(conversation_id, set()).add(sub)
+
+    def unsubscribe(self, conversation_id: str, sub: Subscriber) -> None:
+        subs = self._subs.get(conversation_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._subs[conversation_id]
+
+    def subscribers(self, conversation_id: str) -> int:
+        return len(self._subs.get(conversation_id, ()))
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name="live-hub")
+
+    async def stop(self) -> None:
+        # The read blocks at most block_ms; stopping at the next turn avoids cancelling inside
+        # redis-py's blocking read, which can leave the connection in an unknown state.
+        self._stopping.set()
+        if self._task is not None:
+            _, pending = await asyncio.wait([self._task], timeout=self.block_ms / 1000 + 2)
+            for task in pending:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def run(self) -> None:
+        redis, stream = self.store.redis, self.store.keys.events()
+        last: str | None = None
+        while not self._stopping.is_set():
+            try:
+                if last is None:
+                    # Start at the current end: "$" in a loop would skip what arrives between two
+                    # reads. Subscribers read their backlog themselves when they subscribe.
+                    tail: list[StreamEntry] = await redis.xrevrange(stream, count=1)  # type: ignore[assignment]
+                    last = tail[0][0].decode() if tail else "0-0"
+                    self.ready.set()
+                reply: list[tuple[bytes, list[StreamEntry]]] = await redis.xread(  # type: ignore[assignment]
+                    {stream: last}, count=self.batch, block=self.block_ms)
+            except RedisError as exc:
+                log.warning("live.read_failed", error=str(exc))
+                await asyncio.sleep(1)
+                # Events may have been trimmed or missed meanwhile: everyone rereads.
+                self._wake(list(self._subs))
+                continue
+            woken: set[str] = set()
+            for _, entries in reply or []:
+                for entry_id, fields in entries:
+                    last = entry_id.decode()
+                    try:
+                        woken.add(msgspec.json.decode(fields[b"e"], type=Event).conversation_id)
+                    except (KeyError, msgspec.DecodeError):
+                        continue
+            self._wake(woken)
+
+    def _wake(self, conversation_ids: Iterable[str]) -> None:
+        for cid in conversation_ids:
+            for sub in list(self._subs.get(cid, ())):
+                sub.wake()
+
+
+__all__ = ["LiveHub", "Subscriber"]
