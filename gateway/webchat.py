@@ -98,7 +98,9 @@ def setup(app: web.Application) -> None:
         app.router.add_get(f"{base}/widget.css", _static(assets["widget.css"], "text/css"))
     if not any(getattr(r, "canonical", None) == "/" for r in app.router.resources()):
         first = next(iter(instances))
-        page = assets["demo.html"].replace(b"{{instance}}", first.encode())
+        # The commands on the page name this gateway's own address, not the default one.
+        page = (assets["demo.html"].replace(b"{{instance}}", first.encode())
+                .replace(b"http://127.0.0.1:8080", app[CONFIG].gateway.public_base_url.encode()))
         app.router.add_get("/", _static(page, "text/html"))
 
     # Built now (no I/O happens here) because the application's state is frozen once it starts.

@@ -388,6 +388,9 @@ async def test_widget_and_demo_page_are_served(gw: GatewayUnderTest) -> None:
             page = await resp.text()
         assert '<script src="/webchat/chat/widget.js"' in page
         assert "token create" in page
+        # The agent's commands name this gateway, wherever it runs.
+        assert f"curl -s -H \"Authorization: Bearer $TOKEN\" {gw.url('/v1/conversations')}" in page
+        assert "127.0.0.1:8080" not in page
 
 
 async def test_generated_visitor_key_is_shared_by_every_process(
