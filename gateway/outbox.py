@@ -1,13 +1,22 @@
 """Agent replies on their way out: choosing the channel, fitting the text, queueing the send;
-and the operator's replay of dead letters."""
+and the operator's replay of dead letters.
+
+A reply spans two slots: the message lives in the customer's, the send queue in {out}. The queue
+entry is written first, as an outbox: it carries the whole reply (a `ReplyIntent`), so that if
+the process dies before the message is stored, the dispatcher stores it from the entry and sends
+it. The message's idempotency key (the request's Idempotency-Key, or a generated one) makes the
+two writers meet on one message, whichever comes first.
+"""
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from connectors.base import MalformedPayload, WebhookRequest
@@ -19,11 +28,12 @@ from connectors.capabilities import (
     fit_text,
 )
 from conversation.model import Attachment, Event, EventType, Identity, Message
-from conversation.store import NotFound, Store
+from conversation.store import NotFound, OptedOut, Store
 from gateway.appkeys import CONNECTORS, STORE
 
 __all__ = [
-    "NoChannel", "StillMalformed", "TextTooLong", "WindowClosed", "enqueue_send", "queue_reply", "replay_dead_letter",
+    "NoChannel", "ReplyIntent", "StillMalformed", "TextTooLong", "WindowClosed", "enqueue_reply", "enqueue_send",
+    "queue_reply", "replay_dead_letter", "store_intent",
 ]
 
 
@@ -31,8 +41,37 @@ class NoChannel(ValueError):
     """There is no channel this reply can go out on."""
 
 
+class ReplyIntent(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything needed to store one reply (one part of a split one) if its writer died."""
+
+    conversation_id: str
+    key: str  # the message's idempotency key
+    text: str
+    channel: str
+    instance: str
+    to: Identity
+    author: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+
+
 async def enqueue_send(store: Store, mid: str, attempt: int = 0) -> None:
+    """Queue a send of a stored message (a retry's next attempt, an operator's replay)."""
     await store.redis.xadd(store.keys.outbound_stream(), {"m": mid, "a": str(attempt)})
+
+
+async def enqueue_reply(store: Store, intent: ReplyIntent) -> str:
+    """Queue a reply before it is stored (the outbox entry); returns the entry id."""
+    entry = await store.redis.xadd(store.keys.outbound_stream(), {
+        "c": intent.conversation_id, "r": msgspec.json.encode(intent), "a": "0"})
+    return entry.decode() if isinstance(entry, bytes) else str(entry)
+
+
+async def store_intent(store: Store, intent: ReplyIntent) -> tuple[Message, bool]:
+    """The reply's message: stored now, or the one stored earlier under the same key."""
+    return await store.append_outbound(
+        intent.conversation_id, text=intent.text, channel=intent.channel, instance=intent.instance,
+        to=intent.to, author=intent.author, idempotency_key=intent.key, attachments=intent.attachments,
+    )
 
 
 async def queue_reply(
@@ -61,7 +100,7 @@ async def queue_reply(
             note=True, idempotency_key=idempotency_key,
         )
         if created:
-            await _publish_created(store, note)
+            await publish_created(store, note)
         return note
 
     last = await store.last_inbound(conversation_id)
@@ -83,21 +122,29 @@ async def queue_reply(
     text, attachments = fit_attachments(caps, text, attachments)
     parts = fit_text(caps, text)
 
+    # Without an Idempotency-Key the request still gets one, so that the outbox entry and the
+    # stored message can find each other.
+    base_key = idempotency_key or f"auto-{uuid.uuid4().hex}"
     first: Message | None = None
     for n, part in enumerate(parts):
-        key = None if idempotency_key is None else (idempotency_key if n == 0 else f"{idempotency_key}#{n}")
-        msg, created = await store.append_outbound(
-            conversation_id, text=part, channel=channel, instance=instance, to=to,
-            author=author, idempotency_key=key,
+        intent = ReplyIntent(
+            conversation_id=conversation_id, key=base_key if n == 0 else f"{base_key}#{n}", text=part,
+            channel=channel, instance=instance, to=to, author=author,
             # attachments ride with the last part, after the text that introduces them
             attachments=tuple(attachments) if n == len(parts) - 1 else (),
         )
-        # A retried request whose first attempt stored the message but died before queueing the
-        # send queues it again; the dispatcher's attempt check makes the duplicate harmless.
-        if created or (msg.status == "queued" and msg.provider_message_id is None):
-            await enqueue_send(store, msg.id)
+        # Queued first: a retried request whose first attempt died anywhere after this is sent
+        # once, because the dispatcher checks the message's attempts before sending.
+        entry = await enqueue_reply(store, intent)
+        try:
+            msg, created = await store_intent(store, intent)
+        except (OptedOut, NotFound):
+            # Nothing was stored, so nothing must be sent: withdraw the entry (a dispatcher that
+            # got to it first finds the same refusal and drops it).
+            await store.redis.xdel(store.keys.outbound_stream(), entry)
+            raise
         if created:
-            await _publish_created(store, msg)
+            await publish_created(store, msg)
         first = first or msg
     assert first is not None
     return first
@@ -116,7 +163,7 @@ async def _recipient(
     raise NoChannel(f"the customer has no {kind} identity to reach on {instance!r}")
 
 
-async def _publish_created(store: Store, msg: Message) -> None:
+async def publish_created(store: Store, msg: Message) -> None:
     await store.publish([Event(EventType.MESSAGE_CREATED, msg.conversation_id, f"{msg.id}:created",
                                message_id=msg.id, at_ms=int(time.time() * 1000))])
 

@@ -18,7 +18,7 @@ from connectors.sms.twilio import TwilioConnector
 from connectors.testing.fake_twilio import FakeTwilio
 from conversation.model import DeliveryStatus, Identity, InboundMessage
 from conversation.store import Route, Store
-from gateway.outbox import enqueue_send
+from gateway.outbox import ReplyIntent, enqueue_reply, enqueue_send, store_intent
 from gateway.workers.dispatch import GROUP, Dispatcher
 
 ACCOUNT_SID = "AC" + "2" * 32
@@ -185,6 +185,39 @@ async def test_duplicate_entries_send_once(store: Store, connector: TwilioConnec
     await run_until(dispatcher, drained)
     await asyncio.sleep(0.3)
     assert len(twilio.messages) == 1
+
+
+async def test_a_reply_whose_writer_died_before_storing_it_is_stored_and_sent_once(
+        store: Store, connector: TwilioConnector, twilio: FakeTwilio) -> None:
+    """The API queues a reply (the outbox entry) before storing it. A process that dies in
+    between loses nothing: the dispatcher stores the reply from the entry, then sends it; the
+    client's retry with the same Idempotency-Key meets the same message and sends nothing more."""
+    mid = await queued_reply(store)  # the customer, who wrote in once
+    cid = mid.rpartition(".")[0]
+    intent = ReplyIntent(conversation_id=cid, key="req-7", text="Your parcel left today", channel="sms",
+                         instance="sms", to=CUSTOMER, author="ana")
+    await enqueue_reply(store, intent)  # ...and the API process died here
+    dispatcher = Dispatcher(store, {"sms": connector})
+    await store.redis.xgroup_create(store.keys.outbound_stream(), GROUP, id="0", mkstream=True)
+
+    async def recovered() -> list[str]:
+        messages, _ = await store.list_messages(cid)
+        return [m.id for m in messages if m.text == intent.text and m.status == DeliveryStatus.SENT]
+
+    await run_until(dispatcher, recovered)
+    # The client retries the request: the same key finds the stored reply.
+    await enqueue_reply(store, intent)
+    again, created = await store_intent(store, intent)
+    assert not created and [again.id] == await recovered()
+    dispatcher = Dispatcher(store, {"sms": connector})
+
+    async def drained() -> bool:
+        return int((await store.redis.xpending(store.keys.outbound_stream(), GROUP))["pending"]) == 0
+
+    await run_until(dispatcher, drained)
+    await asyncio.sleep(0.3)
+    assert [m["Body"] for m in twilio.messages].count(intent.text) == 1
+    assert [m.text for m in (await store.list_messages(cid))[0]].count(intent.text) == 1
 
 
 async def test_worker_killed_mid_send_is_recovered_by_another_without_double_send(

@@ -1,6 +1,8 @@
 """The outbound dispatcher: a consumer group on the outbound stream that sends through connectors.
 
-Each stream entry names a message and the attempt it stands for. Before sending, a worker takes
+Each stream entry names a message and the attempt it stands for, or carries a whole reply that
+the API queued before storing it (gateway.outbox.ReplyIntent): the dispatcher stores that reply
+first if its writer died before doing so, then sends it like any other. Before sending, a worker takes
 the message's send lock and checks the attempt against the message's own count, so duplicates of
 an entry (a retried API request, a reclaimed entry whose first owner only stalled) send nothing.
 A message whose provider id is recorded is never sent again.
@@ -23,13 +25,15 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import msgspec
 import structlog
 from redis.exceptions import RedisError, ResponseError
 
 from connectors.base import Connector, Outbound, PermanentSendError, TransientSendError
 from conversation.model import DeliveryStatus, Event, EventType, Identity
-from conversation.store import NotFound, Store, StreamEntry, split_message_id
+from conversation.store import NotFound, OptedOut, Store, StreamEntry, split_message_id
 from gateway import metrics
+from gateway.outbox import ReplyIntent, publish_created, store_intent
 from gateway.workers.ingest import apply_status
 
 log = structlog.get_logger("gateway.dispatch")
@@ -105,7 +109,7 @@ class Dispatcher:
 
     async def _spawn(self, entry_id: bytes, fields: dict[bytes, bytes], *, reclaimed: bool) -> None:
         await self._slots.acquire()
-        cid = fields[b"m"].decode().rpartition(".")[0]
+        cid = fields[b"c"].decode() if b"c" in fields else fields[b"m"].decode().rpartition(".")[0]
         task = asyncio.create_task(self._handle(entry_id, fields, reclaimed, after=self._tails.get(cid)))
         self._inflight.add(task)
         self._tails[cid] = task
@@ -146,7 +150,9 @@ class Dispatcher:
         if after is not None:
             await asyncio.wait([after])
         try:
-            await self.send_entry(fields[b"m"].decode(), int(fields.get(b"a", b"0")), reclaimed=reclaimed)
+            mid = await self._message_of(fields)
+            if mid is not None:
+                await self.send_entry(mid, int(fields.get(b"a", b"0")), reclaimed=reclaimed)
         except RedisError as exc:
             # Left pending: reclaimed after the visibility timeout, by us or another worker.
             log.warning("dispatch.redis_error", error=str(exc))
@@ -155,6 +161,25 @@ class Dispatcher:
             log.exception("dispatch.crashed")
             return
         await self.store.redis.xack(self.store.keys.outbound_stream(), GROUP, entry_id)
+
+    async def _message_of(self, fields: dict[bytes, bytes]) -> str | None:
+        """The message an entry sends: named, or stored now from the reply the entry carries."""
+        if b"m" in fields:
+            return fields[b"m"].decode()
+        try:
+            intent = msgspec.json.decode(fields[b"r"], type=ReplyIntent)
+        except (KeyError, msgspec.DecodeError) as exc:
+            log.error("dispatch.unreadable_entry", error=str(exc))
+            return None
+        try:
+            msg, created = await store_intent(self.store, intent)
+        except (OptedOut, NotFound):
+            return None  # refused when the API tried too, and the request failed: nothing to send
+        if created:
+            # Its writer died between queueing and storing: the reply is stored here instead.
+            log.warning("dispatch.reply_recovered", message_id=msg.id)
+            await publish_created(self.store, msg)
+        return msg.id
 
     async def send_entry(self, mid: str, attempt: int, *, reclaimed: bool = False) -> str:
         """Send one message if this entry is still the right one to do it. Returns what happened."""
