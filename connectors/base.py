@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import email.utils
 import enum
+import functools
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
@@ -80,11 +81,14 @@ class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_per_second: float | None = None
 
 
-class WebhookRequest(msgspec.Struct, frozen=True, kw_only=True):
+class WebhookRequest(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     """A framework-free view of one inbound HTTP request.
 
     `url` is the public URL the provider called, rebuilt from the configured public_url, because
     that is what providers sign; the gateway may sit behind a proxy that rewrites host and scheme.
+
+    The parsed form is cached on the instance (`dict=True` gives it a __dict__ for that), so
+    verify and parse share one parse of the body; the fields stay frozen.
     """
 
     method: str
@@ -104,12 +108,20 @@ class WebhookRequest(msgspec.Struct, frozen=True, kw_only=True):
                 return v
         return None
 
+    @functools.cached_property
+    def form_pairs(self) -> tuple[tuple[str, str], ...]:
+        """The body's application/x-www-form-urlencoded fields in order, parsed once.
+
+        Raises UnicodeDecodeError when the body is not UTF-8 (not cached: raised on each use).
+        """
+        return tuple(parse_qsl(self.body.decode("utf-8", errors="strict"), keep_blank_values=True))
+
     def form(self) -> dict[str, str]:
         """The body as application/x-www-form-urlencoded fields (last value wins)."""
-        return dict(parse_qsl(self.body.decode("utf-8", errors="strict"), keep_blank_values=True))
+        return dict(self.form_pairs)
 
     def form_multi(self) -> list[tuple[str, str]]:
-        return parse_qsl(self.body.decode("utf-8", errors="strict"), keep_blank_values=True)
+        return list(self.form_pairs)
 
 
 class WebhookResponse(msgspec.Struct, frozen=True):
@@ -230,6 +242,17 @@ class PermanentSendError(SendError):
         self.opted_out = opted_out
 
 
+class FileUnavailable(ConnectorError):
+    """A customer's file could not be fetched from the provider (gone, refused, unreachable)."""
+
+
+class ProviderFile(msgspec.Struct, frozen=True):
+    """A customer's file as the provider handed it over to us, for an agent to open."""
+
+    data: bytes
+    content_type: str = "application/octet-stream"
+
+
 class SettingsError(ConnectorError):
     pass
 
@@ -297,6 +320,13 @@ class Connector(abc.ABC, Generic[S]):
         Push-only channels leave this alone."""
         raise NotImplementedError(f"{self.kind} does not poll")
 
+    async def fetch_file(self, url: str) -> ProviderFile | None:
+        """A customer's file (an attachment's `url`) that the provider serves only with our
+        credentials, such as Slack's url_private with the bot token: fetched for an agent who
+        opens it. None (the default) means the URL needs no credentials and agents open it
+        directly. Raise FileUnavailable when the provider refuses or cannot be reached."""
+        return None
+
     def polls(self) -> bool:
         """Whether the gateway should run poll() for this instance. Per instance, because some
         connectors pull only in one mode (Slack: Socket Mode instead of the Events API)."""
@@ -335,6 +365,7 @@ __all__ = [
     "Connector",
     "ConnectorError",
     "ConnectorSettings",
+    "FileUnavailable",
     "MalformedPayload",
     "Outbound",
     "OverflowRule",
@@ -342,6 +373,7 @@ __all__ = [
     "PermanentSendError",
     "PollContext",
     "Profile",
+    "ProviderFile",
     "Route",
     "Secret",
     "SendError",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
+import itertools
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -16,19 +17,26 @@ from conversation.store import DAY, Store
 from gateway import health, webchat, webhooks, workers
 from gateway.appkeys import CONFIG, CONNECTORS, REDIS, STORE
 from gateway.config import Config, ConfigError, build_connectors
+from gateway.logging import REQUEST_ID
 from gateway.ratelimit import LocalRateLimiter, local_rate_limit_middleware
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+# Request ids: a random per-process prefix and a counter, 32 hex digits like a UUID. Unique across
+# processes and restarts without a uuid4 (os.urandom) per request; ids are labels, not secrets.
+_RID_PREFIX = os.urandom(8).hex()
+_rid_serial = itertools.count(1)
+
+
 @web.middleware
 async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
-    rid = request.headers.get("X-Request-Id") or uuid.uuid4().hex
-    structlog.contextvars.bind_contextvars(request_id=rid)
+    rid = request.headers.get("X-Request-Id") or f"{_RID_PREFIX}{next(_rid_serial):016x}"
+    token = REQUEST_ID.set(rid)  # every log line while this request is served carries its id
     try:
         response = await handler(request)
     finally:
-        structlog.contextvars.unbind_contextvars("request_id")
+        REQUEST_ID.reset(token)
     response.headers["X-Request-Id"] = rid
     return response
 

@@ -21,6 +21,7 @@ import logging
 import re
 import sys
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any, TextIO
 
 import msgspec
@@ -83,6 +84,19 @@ def redact(key: str, value: Any, depth: int = 0) -> Any:
     return value
 
 
+# The request being served, set by the app's request-id middleware. A plain ContextVar rather than
+# structlog's bind_contextvars, which costs ten times as much on a path that runs per webhook.
+REQUEST_ID: ContextVar[str | None] = ContextVar("omnigateway_request_id", default=None)
+
+
+def add_request_id(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: the id of the request being served, unless the event names one."""
+    rid = REQUEST_ID.get()
+    if rid is not None:
+        event_dict.setdefault("request_id", rid)
+    return event_dict
+
+
 def mask_sensitive(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """structlog processor: see the module docstring for what is masked."""
     return {key: redact(key, value) for key, value in event_dict.items()}
@@ -118,7 +132,8 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     numeric = _LEVELS.get(level.lower(), logging.INFO)
 
     shared: list[Processor] = [
-        structlog.contextvars.merge_contextvars,  # request_id and friends, bound by middleware
+        structlog.contextvars.merge_contextvars,  # whatever code binds with bind_contextvars
+        add_request_id,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -170,4 +185,4 @@ def _isatty(stream: TextIO) -> bool:
         return False
 
 
-__all__ = ["configure_logging", "mask_sensitive", "mask_text", "redact"]
+__all__ = ["REQUEST_ID", "add_request_id", "configure_logging", "mask_sensitive", "mask_text", "redact"]

@@ -10,7 +10,7 @@ Each process counts what it did. `omnigateway serve` runs HTTP and workers in on
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -44,16 +44,29 @@ QUEUE_DEPTH = Gauge(
 )
 
 
+# Labelled children, looked up once: `labels()` takes a lock and builds a key on every call, a
+# measurable share of the ack path. Labels are low-cardinality (see above), so these stay small.
+_children: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+
+def _child(metric: Any, *values: str) -> Any:
+    key = (metric, values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*values)
+    return child
+
+
 def inbound(channel: str, outcome: InboundOutcome, count: int = 1) -> None:
-    INBOUND_MESSAGES.labels(channel=channel, outcome=outcome).inc(count)
+    _child(INBOUND_MESSAGES, channel, outcome).inc(count)
 
 
 def outbound(channel: str, outcome: OutboundOutcome) -> None:
-    OUTBOUND_MESSAGES.labels(channel=channel, outcome=outcome).inc()
+    _child(OUTBOUND_MESSAGES, channel, outcome).inc()
 
 
 def observe_latency(stage: Stage, seconds: float) -> None:
-    PIPELINE_LATENCY.labels(stage=stage).observe(seconds)
+    _child(PIPELINE_LATENCY, stage).observe(seconds)
 
 
 def set_queue_depth(queue: str, depth: int) -> None:

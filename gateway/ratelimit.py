@@ -15,6 +15,7 @@ Which to use:
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -40,6 +41,7 @@ return {1, 0}
 """
 
 
+@functools.lru_cache(maxsize=64)  # a handful of configured limits; hit on every request
 def _cell(limit: int, window_seconds: float) -> tuple[int, int]:
     """(emission interval, burst tolerance) in ms for `limit` per `window_seconds`."""
     if limit < 1 or window_seconds <= 0:
@@ -47,6 +49,12 @@ def _cell(limit: int, window_seconds: float) -> tuple[int, int]:
     window_ms = round(window_seconds * 1000)
     interval = max(1, window_ms // limit)
     return interval, max(0, window_ms - interval)
+
+
+@functools.lru_cache(maxsize=64)
+def _cell_seconds(limit: int, window_seconds: float) -> tuple[float, float]:
+    interval, tolerance = _cell(limit, window_seconds)
+    return interval / 1000, tolerance / 1000
 
 
 class RateLimiter:
@@ -72,7 +80,7 @@ class LocalRateLimiter:
         self._tat: dict[str, float] = {}
 
     def hit(self, key: str, limit: int, window_seconds: float) -> tuple[bool, float]:
-        interval, tolerance = (v / 1000 for v in _cell(limit, window_seconds))
+        interval, tolerance = _cell_seconds(limit, window_seconds)
         now = self._clock()
         tat = max(self._tat.get(key, now), now)
         if now < tat - tolerance:

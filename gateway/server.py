@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -32,6 +33,30 @@ def _install_uvloop() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+# Young-generation GC threshold (CPython's default is 700 allocations). Each request allocates a few
+# hundred objects, nearly all freed by reference counting before any collection could matter, so
+# collecting every 700 allocations is mostly wasted work on the ack path.
+GC_GEN0_THRESHOLD = 20_000
+
+
+def tune_gc() -> None:
+    """Keep the cyclic GC off the ack path's tail latency. Call once startup is done.
+
+    After startup the heap holds tens of thousands of long-lived objects (modules, the SDKs, the
+    app); every full collection walked all of them, a 50 ms pause seen as the p99 of webhook acks.
+    gc.freeze() moves them out of the collector's sight (they stay alive until exit anyway), so
+    later collections only walk what was allocated since.
+    """
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+
+
+async def _tune_gc_on_startup(_app: web.Application) -> None:
+    tune_gc()
+
+
 def serve(config: Config, config_path: str | os.PathLike[str] | None = None) -> int:
     """HTTP and workers in one process. SIGTERM/SIGINT drain in-flight work, then exit."""
     configure_logging(config.gateway.log_level, config.gateway.log_format)
@@ -39,6 +64,7 @@ def serve(config: Config, config_path: str | os.PathLike[str] | None = None) -> 
     redis_url, embedded = resolve_redis_url(config)
     try:
         app = create_app(config, redis_url=redis_url, run_workers=True)
+        app.on_startup.append(_tune_gc_on_startup)  # after the cleanup contexts: clients, workers
         settings = config.gateway
         url = f"http://{settings.host}:{settings.port}"
         print(f"omnigateway listening on {url} (public URL {settings.public_base_url})", flush=True)
@@ -98,6 +124,7 @@ async def _work(config: Config, redis_url: str, connectors: dict[str, Connector[
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     log.info("worker.started", ingest=workers.ingest.id, dispatch=workers.dispatch.consumer)
+    tune_gc()
     try:
         async with run_workers(workers, grace=settings.shutdown_grace):
             await stop.wait()
