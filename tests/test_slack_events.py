@@ -20,7 +20,7 @@ from slackhelpers import (
     wait_for_text,
 )
 
-from connectors.testing.fake_slack import DEFAULT_BOT_USER, event_payload
+from connectors.testing.fake_slack import DEFAULT_BOT_USER, FakeSlack, event_payload
 from gateway.testing import GatewayUnderTest, eventually
 
 
@@ -136,3 +136,28 @@ async def test_unparseable_authentic_payload_is_acked_and_dead_lettered(gateway:
     assert any("without an event object" in fields["reason"] for _, _, fields in letters)
     await asyncio.sleep(0)
     assert await thread(gateway, identity("nobody")) == []
+
+
+async def test_a_shared_file_is_kept_and_agents_open_it_through_the_gateway(gateway: GatewayUnderTest,
+                                                                             slack: FakeSlack) -> None:
+    """Slack serves a shared file only with the bot token: the message keeps it as an attachment,
+    and an agent opens it through the gateway, which fetches it with the token."""
+    import aiohttp
+
+    user = new_user()
+    shared = slack.add_file("receipt.pdf", b"%PDF-1.4 the receipt", "application/pdf")
+    assert (await post_message(gateway, dm(user, "Here is my receipt", files=[shared])))[0] == 200
+    messages = await wait_for_text(gateway, identity(user), "Here is my receipt")
+    [attachment] = messages[-1].attachments
+    assert (attachment.name, attachment.content_type, attachment.size) == ("receipt.pdf", "application/pdf", 20)
+
+    token = await gateway.token("agent")
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+        async with http.get(gateway.url(f"/v1/messages/{messages[-1].id}/attachments/0")) as resp:
+            assert resp.status == 200
+            assert await resp.read() == b"%PDF-1.4 the receipt"
+            assert resp.content_type == "application/pdf"
+            assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        async with http.get(gateway.url(f"/v1/messages/{messages[-1].id}/attachments/1")) as resp:
+            assert resp.status == 404
+    assert slack.file_requests == [f"Bearer {slack.bot_token}"]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from slackhelpers import dm, identity, new_ts, new_user, post_message, wait_for_text
 
-from connectors.base import Capabilities
+from connectors.base import Capabilities, FileUnavailable
 from connectors.capabilities import fit_text
 from connectors.chat.slack import SlackConnector
 from connectors.chat.slack.mrkdwn import markdown_to_mrkdwn, mrkdwn_to_text
@@ -129,3 +129,22 @@ async def test_the_sdk_client_has_no_retry_handlers_of_its_own(slack: FakeSlack)
         assert connector.web_client().retry_handlers == []
     finally:
         await connector.aclose()
+
+
+async def test_file_downloads_send_the_bot_token_only_to_slack(slack: FakeSlack) -> None:
+    shared = slack.add_file("photo.png", b"\x89PNG...", "image/png")
+    right = SlackConnector.from_config("s", {"kind": "slack", "signing_secret": "x", "bot_token": slack.bot_token,
+                                             "api_base_url": slack.base_url}, public_url="http://gw")
+    wrong = SlackConnector.from_config("s", {"kind": "slack", "signing_secret": "x", "bot_token": "xoxb-revoked",
+                                             "api_base_url": slack.base_url}, public_url="http://gw")
+    try:
+        fetched = await right.fetch_file(shared["url_private"])
+        assert fetched is not None and fetched.data == b"\x89PNG..."
+        with pytest.raises(FileUnavailable, match="sign-in page"):
+            await wrong.fetch_file(shared["url_private"])
+        with pytest.raises(FileUnavailable, match="not a Slack file URL"):
+            await right.fetch_file("https://files.example.net/steal-the-token")
+        assert slack.file_requests == [f"Bearer {slack.bot_token}", "Bearer xoxb-revoked"]
+    finally:
+        await right.aclose()
+        await wrong.aclose()

@@ -84,6 +84,8 @@ class FakeSlack:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.call_times: list[tuple[str, float]] = []  # (method, time.monotonic()) of each call
         self.users: dict[str, dict[str, Any]] = {}
+        self.files: dict[str, tuple[bytes, str]] = {}  # url_private path -> (content, mimetype)
+        self.file_requests: list[str | None] = []  # the Authorization header of each file download
         # Socket Mode
         self.acks: list[str] = []
         self.connections_opened = 0
@@ -102,6 +104,8 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_get("/link/", self._socket)
+        app.router.add_get("/files-pri/{key}/{name}", self._file)
+        app.router.add_get("/signin", self._signin)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, 0).start()
@@ -133,6 +137,31 @@ class FakeSlack:
         return f"{self._base}/api/"
 
     # --- scripting -----------------------------------------------------------------------------
+
+    def add_file(self, name: str, content: bytes, mimetype: str = "application/octet-stream") -> dict[str, Any]:
+        """A file a user shared; returns Slack's file object for an event's `files`. Its
+        url_private answers only with the bot token, as files.slack.com does."""
+        file_id = "F" + uuid.uuid4().hex[:10].upper()
+        path = f"/files-pri/{self.team_id}-{file_id}/{name}"
+        self.files[path] = (content, mimetype)
+        url = f"{self._base}{path}"
+        return {"id": file_id, "name": name, "title": name, "mimetype": mimetype, "filetype": name.rpartition(".")[2],
+                "size": len(content), "mode": "hosted", "url_private": url, "url_private_download": url + "?dl=1"}
+
+    async def _signin(self, request: web.Request) -> web.Response:
+        return web.Response(text="<html>Sign in to Slack</html>", content_type="text/html")
+
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        auth = request.headers.get("Authorization")
+        self.file_requests.append(auth)
+        found = self.files.get(request.path)
+        if found is None:
+            raise web.HTTPNotFound()
+        if auth != f"Bearer {self.bot_token}":
+            # What files.slack.com does without a valid token: send the browser to sign in.
+            raise web.HTTPFound("/signin")
+        return web.Response(body=found[0], content_type=found[1])
+
 
     def add_user(self, user_id: str, *, name: str, email: str | None = None, confirmed: bool = True,
                  team_id: str | None = None) -> None:

@@ -165,6 +165,20 @@ def _paths() -> JSON:
             params=[_param("id", "path", {"type": "string"}, "The id at the end of the attachment's url.")],
             errors={"404": _error("No such file.")}, tag="attachments",
         )},
+        "/v1/messages/{message_id}/attachments/{n}": {"get": _op(
+            "getMessageAttachment", "Open a message's attachment",
+            ("200", {"description": "The file, fetched from the provider with the gateway's credentials "
+                                    "(e.g. a file shared on Slack). Files that need none answer 307 to their url.",
+                     "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}),
+            params=[_param("message_id", "path", {"type": "string"}, "Message id."),
+                    _param("n", "path", {"type": "string", "pattern": "^[0-9]+$"},
+                           "Position of the attachment in the message's attachments, from 0.")],
+            errors={"307": {"description": "The file needs no credentials: open the Location."},
+                    "404": _error("No such message or attachment."),
+                    "410": _error("The file was not kept (e.g. over the size limit); the message says why."),
+                    "502": _error("The provider refused the file or could not be reached.")},
+            tag="attachments",
+        )},
         "/v1/dead-letters": {"get": _op(
             "listDeadLetters", "List dead letters",
             ("200", _json(_ref(DeadLetterPage), "Inbound payloads and sends given up on.")),

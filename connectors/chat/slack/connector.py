@@ -29,12 +29,14 @@ from connectors.base import (
     Capabilities,
     Connector,
     ConnectorSettings,
+    FileUnavailable,
     MalformedPayload,
     Outbound,
     OverflowRule,
     ParseResult,
     PermanentSendError,
     PollContext,
+    ProviderFile,
     Route,
     Secret,
     SendError,
@@ -51,6 +53,8 @@ from connectors.chat.slack.mrkdwn import markdown_to_mrkdwn
 from conversation.model import Identity, Profile
 
 MAX_AGE_SECONDS = 300  # Slack's own rule for X-Slack-Request-Timestamp
+# What an agent may open through the gateway; Slack itself takes files of up to 1 GB.
+MAX_FILE_BYTES = 50 * 1024 * 1024
 
 # ok:false errors that say "later", not "never".
 TRANSIENT_ERRORS = frozenset({
@@ -239,6 +243,30 @@ class SlackConnector(Connector[SlackSettings]):
             # Slack confirms the address a person signs up with; unconfirmed ones never link.
             email_verified=bool(email) and self.settings.link_by_email and user.get("is_email_confirmed") is True,
         )
+
+    async def fetch_file(self, url: str) -> ProviderFile | None:
+        """A file a customer shared: Slack serves url_private only with the bot token. The token
+        goes only to Slack's own hosts (or the configured API's, for a proxy or a test)."""
+        host = (urlsplit(url).hostname or "").lower()
+        api_host = (urlsplit(self.settings.api_base_url).hostname or "").lower()
+        if not (host == "slack.com" or host.endswith(".slack.com") or host == api_host):
+            raise FileUnavailable(f"not a Slack file URL (host {host!r}); the bot token is not sent there")
+        self.web_client()  # opens the shared session
+        assert self._session is not None
+        headers = {"Authorization": f"Bearer {self.settings.bot_token.reveal()}"}
+        try:
+            async with self._session.get(url, headers=headers) as resp:
+                if resp.status != 200:
+                    raise FileUnavailable(f"Slack answered HTTP {resp.status} for the file")
+                if resp.history and resp.content_type == "text/html":
+                    # Slack redirects a request it does not accept to its sign-in page.
+                    raise FileUnavailable("Slack redirected to its sign-in page: the bot token cannot read this file")
+                data = await resp.content.read(MAX_FILE_BYTES + 1)
+                if len(data) > MAX_FILE_BYTES:
+                    raise FileUnavailable(f"the file is over {MAX_FILE_BYTES // (1024 * 1024)} MB")
+                return ProviderFile(data, resp.headers.get("Content-Type", "application/octet-stream"))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise FileUnavailable(f"Slack could not be reached for the file: {type(exc).__name__}") from None
 
     async def aclose(self) -> None:
         session, self._session, self._client = self._session, None, None
