@@ -19,6 +19,7 @@ from connectors.base import Connector
 from connectors.registry import load_registry
 from conversation.store import DAY, Store
 from gateway.app import create_app
+from gateway.appkeys import CONNECTORS
 from gateway.config import Config, ConfigError, build_connectors
 from gateway.embedded import resolve_redis_url
 from gateway.logging import configure_logging
@@ -71,6 +72,8 @@ def serve(config: Config, config_path: str | os.PathLike[str] | None = None) -> 
         print(f"redis: {'embedded Valkey under ' + str(settings.data_path) if embedded else 'configured'}",
               flush=True)
         print(f"create an API token:  {_token_command(config_path)}", flush=True)
+        if any(c.kind == "webchat" for c in app[CONNECTORS].values()):
+            print(f"web chat demo: {url}/  (chat as a customer, watch the thread in the inbox API)", flush=True)
         web.run_app(app, host=settings.host, port=settings.port, print=None,
                     shutdown_timeout=settings.shutdown_grace, access_log=None, handle_signals=True)
     except ConfigError as exc:
