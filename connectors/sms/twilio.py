@@ -9,9 +9,7 @@ proxies can stand in for api.twilio.com.
 from __future__ import annotations
 
 import base64
-import email.utils
 import functools
-import time
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any, Literal
@@ -44,6 +42,7 @@ from connectors.base import (
     TransientSendError,
     WebhookRequest,
     WebhookResponse,
+    retry_after_seconds,
 )
 from connectors.sms import signature as twilio_signature
 from conversation.model import Attachment, DeliveryStatus, Identity, InboundMessage, StatusUpdate
@@ -451,24 +450,9 @@ def _send_error(exc: TwilioRestException | TwilioServiceException, response: Twi
     reason = f"{code}: {message}"
     if status == 429 or status >= 500:
         headers = response.headers if response is not None and response.headers is not None else {}
-        retry_after = _retry_after(headers.get("Retry-After"))
+        retry_after = retry_after_seconds(headers.get("Retry-After"))
         return TransientSendError(reason, code=str(code), retry_after=retry_after)
     return PermanentSendError(reason, code=str(code), opted_out=code == UNSUBSCRIBED_RECIPIENT)
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header: delay-seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 __all__ = [
