@@ -1,6 +1,6 @@
 # Two commands on a fresh machine with Python 3.11+ and make:
 #   make run    install into .venv and start the gateway on 127.0.0.1:8080
-#   make test   install dev dependencies into .venv, lint, type-check and run the suite
+#   make test   install dev dependencies into .venv, lint, type-check, check the layers, run the suite
 #
 # Installs are stamped on pyproject.toml: they rerun only when the dependencies change.
 
@@ -17,11 +17,13 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/inbound.py

@@ -41,8 +41,9 @@ from email.message import EmailMessage  # noqa: E402
 import structlog  # noqa: E402
 from _common import BenchRedis, percentile  # noqa: E402
 
-from connectors.email.connector import EmailConnector, EmailSettings  # noqa: E402
+from connectors.email.connector import EmailConnector  # noqa: E402
 from connectors.email.parse import parse_email  # noqa: E402
+from connectors.email.settings import EmailSettings  # noqa: E402
 from conversation.model import Identity  # noqa: E402
 from conversation.store import Store  # noqa: E402
 from gateway.testing import GatewayUnderTest, free_port  # noqa: E402

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import abc
 import email.utils
-import enum
 import functools
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from urllib.parse import parse_qsl
 
 import msgspec
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from conversation.capabilities import Capabilities, OverflowRule, TextFormat, TextUnit
 from conversation.model import Attachment, Identity, InboundMessage, Profile, StatusUpdate
 
 
@@ -41,44 +41,6 @@ class ConnectorSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     def __repr__(self) -> str:  # secrets are Secret instances, whose repr is masked
         fields = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.__struct_fields__)
         return f"{type(self).__name__}({fields})"
-
-
-class TextUnit(enum.StrEnum):
-    CHARACTERS = "characters"
-    BYTES = "bytes"
-    GSM_SEGMENTS = "gsm_segments"
-
-
-class TextFormat(enum.StrEnum):
-    PLAIN = "plain"
-    MARKDOWN = "markdown"
-    SLACK_MRKDWN = "slack_mrkdwn"
-    HTML = "html"
-
-
-class OverflowRule(enum.StrEnum):
-    """What the core does with text longer than the channel allows."""
-
-    SPLIT = "split"
-    TRUNCATE = "truncate"
-    REFUSE = "refuse"
-
-
-class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
-    """A channel's limits, as data the core enforces."""
-
-    max_text_length: int
-    text_unit: TextUnit = TextUnit.CHARACTERS
-    overflow: OverflowRule = OverflowRule.SPLIT
-    formats: tuple[TextFormat, ...] = (TextFormat.PLAIN,)
-    attachment_kinds: tuple[str, ...] = ()  # MIME prefixes, e.g. ("image/", "video/")
-    max_attachment_bytes: int = 0
-    max_attachments: int = 0
-    threads: bool = False
-    reply_window_seconds: int | None = None
-    outside_window: Literal["template", "tag", "none"] | None = None
-    ack_deadline_seconds: float = 10.0
-    rate_limit_per_second: float | None = None
 
 
 class WebhookRequest(msgspec.Struct, frozen=True, kw_only=True, dict=True):

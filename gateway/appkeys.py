@@ -12,10 +12,8 @@ from conversation.store import Store
 
 if TYPE_CHECKING:
     from gateway.config import Config
-    from gateway.webchat import WebchatRuntime
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
 REDIS: web.AppKey[aioredis.Redis] = web.AppKey("redis")
 STORE: web.AppKey[Store] = web.AppKey("store")
 CONNECTORS: web.AppKey[dict[str, Connector[Any]]] = web.AppKey("connectors")
-WEBCHAT: web.AppKey[WebchatRuntime] = web.AppKey("webchat")

@@ -48,7 +48,7 @@ from connectors.chat.webchat.frames import (
 from connectors.chat.webchat.tokens import TokenError, Visitor, identified_id, new_anonymous_id
 from conversation.model import DeliveryStatus, Direction, Event, EventType, Identity, Message
 from conversation.store import NotFound, Store, split_message_id
-from gateway.appkeys import CONFIG, CONNECTORS, REDIS, STORE, WEBCHAT
+from gateway.appkeys import CONFIG, CONNECTORS, REDIS, STORE
 from gateway.errors import error_response
 from gateway.live import LiveHub
 from gateway.ratelimit import LocalRateLimiter, RateLimiter, client_ip
@@ -79,6 +79,9 @@ class WebchatRuntime:
         self.hub = LiveHub(store)
         self.sockets: set[VisitorSocket] = set()
         self.per_visitor: dict[tuple[str, str], int] = {}
+
+
+WEBCHAT: web.AppKey[WebchatRuntime] = web.AppKey("webchat")
 
 
 def setup(app: web.Application) -> None:

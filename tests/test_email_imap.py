@@ -22,8 +22,8 @@ import structlog
 from dovecot import CAPABILITIES_WITHOUT_IDLE, DovecotServer, Mailbox
 
 from connectors.base import ParseResult
-from connectors.email.connector import EmailSettings
 from connectors.email.imap import FETCH_BATCH, ImapTiming, _batches, run_imap
+from connectors.email.settings import EmailSettings
 from conversation.store import Store
 from gateway.testing import eventually
 from gateway.workers.pollers import StorePollContext

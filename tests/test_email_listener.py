@@ -17,8 +17,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from smtpsink import SmtpSink
 
 from connectors.base import ParseResult
-from connectors.email.connector import EmailSettings
 from connectors.email.listener import SmtpListener
+from connectors.email.settings import EmailSettings
 from conversation.model import DeliveryStatus, Identity, InboundMessage, StatusUpdate
 from conversation.store import Store
 from gateway.attachments import AttachmentStore

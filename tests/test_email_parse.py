@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from connectors.base import MalformedPayload, ParseResult
-from connectors.email.connector import EmailSettings
 from connectors.email.parse import (
     HTML_NAME,
     ORIGINAL_NAME,
@@ -20,6 +19,7 @@ from connectors.email.parse import (
     parse_email,
     strip_quoted,
 )
+from connectors.email.settings import EmailSettings
 from conversation.model import DeliveryStatus, InboundMessage
 
 SETTINGS = EmailSettings(address="support@example.com", domain="example.com", smtp_host="127.0.0.1",
@@ -163,6 +163,75 @@ Sent from my iPhone
 > =EF=BB=BFHello Carla,
 > Would Tuesday work for the visit?
 """)
+
+
+GMAIL_REPLY_ES = crlf(f"""
+MIME-Version: 1.0
+Date: Sun, 22 Nov 2026 09:20:11 +0100
+References: {OUR_ID}
+In-Reply-To: {OUR_ID}
+Message-ID: <CAHx9Zk=es1@mail.gmail.com>
+Subject: Re: Mi pedido [#ab12cd34]
+From: Ana <ana@gmail.com>
+To: Soporte <support@example.com>
+Content-Type: text/plain; charset="UTF-8"
+Content-Transfer-Encoding: quoted-printable
+
+Gracias, ya funciona. =C2=BFPuedo cambiar la direcci=C3=B3n de entrega?
+
+El dom, 22 nov 2026 a las 9:14, Soporte (<support@example.com>) escribi=C3=B3:
+
+> Hola Ana,
+>
+> Pruebe a reiniciar el router.
+>
+> Un saludo,
+> Soporte
+""")
+
+OUTLOOK_REPLY_ES = crlf(f"""
+From: Luis Garcia <luis@contoso.es>
+To: Soporte <support@example.com>
+Subject: RE: Pedido 1234 [#ab12cd34]
+Date: Sun, 22 Nov 2026 10:02:11 +0000
+Message-ID: <DB9PR08MB9999ES@DB9PR08MB9999.eurprd08.prod.outlook.com>
+References: {OUR_ID}
+In-Reply-To: {OUR_ID}
+Content-Language: es-ES
+Content-Type: text/plain; charset="iso-8859-1"
+Content-Transfer-Encoding: quoted-printable
+MIME-Version: 1.0
+
+Hola,
+
+El paquete lleg=F3 da=F1ado.
+
+________________________________
+De: Soporte <support@example.com>
+Enviado: domingo, 22 de noviembre de 2026 9:14
+Para: Luis Garcia <luis@contoso.es>
+Asunto: Pedido 1234 [#ab12cd34]
+
+Hola Luis, su pedido ha salido.
+""")
+
+
+@pytest.mark.parametrize(("raw", "new_text", "quoted"), [
+    (GMAIL_REPLY, "Thanks, that fixed it! One more thing: can I change the delivery address to Calle Mayor 5?",
+     "Please restart the router"),
+    (OUTLOOK_REPLY, "Hi,\n\nThe parcel arrived damaged \u2013 see the photo. I paid €50 for shipping.",
+     "your order has shipped"),
+    (GMAIL_REPLY_ES, "Gracias, ya funciona. ¿Puedo cambiar la dirección de entrega?", "reiniciar el router"),
+    (OUTLOOK_REPLY_ES, "Hola,\n\nEl paquete llegó dañado.", "su pedido ha salido"),
+], ids=["gmail-en", "outlook-en", "gmail-es", "outlook-es"])
+def test_replies_in_the_brands_languages_lose_their_quoted_history_by_default(
+        raw: bytes, new_text: str, quoted: str) -> None:
+    # No reply_languages configured: the defaults are the brand's languages, Spanish and English.
+    settings = EmailSettings(address="support@example.com", smtp_host="127.0.0.1", smtp_listen="127.0.0.1:2525")
+    parsed = parse_email(raw, instance="mail", settings=settings, received_at_ms=1_700_000_000_000)
+    assert parsed.message is not None
+    assert parsed.message.text == new_text
+    assert quoted not in parsed.message.text
 
 
 @pytest.mark.parametrize(("raw", "new_text", "sender", "name"), [

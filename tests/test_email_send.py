@@ -15,7 +15,8 @@ from smtpsink import SmtpSink, self_signed_cert, server_context
 
 from connectors.base import Outbound, PermanentSendError, SettingsError, TransientSendError
 from connectors.email.compose import case_reference, compose, reply_subject
-from connectors.email.connector import EmailConnector, EmailSettings
+from connectors.email.connector import EmailConnector
+from connectors.email.settings import EmailSettings
 from conversation.model import Attachment, Identity
 from gateway.testing import free_port
 

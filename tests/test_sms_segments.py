@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from connectors.sms.segments import (
+from conversation.segments import (
     GSM7_BASIC,
     GSM7_EXTENDED,
     count_segments,

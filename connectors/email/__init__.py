@@ -1,6 +1,6 @@
 """Email: IMAP in (imapclient, IDLE), an optional SMTP listener in (aiosmtpd), SMTP out (aiosmtplib).
 
-- `connector.EmailConnector` / `EmailSettings`: the `email` kind and its pinned config keys.
+- `connector.EmailConnector`: the `email` kind; `settings.EmailSettings`: its pinned config keys.
 - `parse.parse_email`: raw RFC 5322 bytes -> messages, delivery reports and files to keep (pure).
 - `parse.ingest_email`: parse, keep the files, record durably (what IMAP and the listener call).
 - `compose.compose`: an Outbound -> a threaded multipart/alternative EmailMessage.

@@ -20,7 +20,7 @@ from connectors.base import Outbound
 from connectors.email.htmltext import text_to_html
 
 if TYPE_CHECKING:
-    from connectors.email.connector import EmailSettings
+    from connectors.email.settings import EmailSettings
 
 
 class FileToAttach(NamedTuple):

@@ -53,7 +53,7 @@ from imapclient import IMAPClient, SocketTimeout
 from imapclient.exceptions import IMAPClientError
 
 from connectors.base import MalformedPayload, PollContext
-from connectors.email.connector import EmailSettings
+from connectors.email.settings import EmailSettings
 
 log = structlog.get_logger("connectors.email.imap")
 

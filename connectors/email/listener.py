@@ -21,8 +21,8 @@ import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from connectors.base import PollContext
-from connectors.email.connector import EmailSettings
 from connectors.email.parse import ingest_email
+from connectors.email.settings import EmailSettings
 
 log = structlog.get_logger("connectors.email.listener")
 

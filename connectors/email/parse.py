@@ -57,17 +57,15 @@ from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from email.parser import BytesParser, HeaderParser
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import msgspec
-from mailparser_reply import EmailMessage as ReplyMessage
 
 from connectors.base import MalformedPayload, ParseResult, PollContext
 from connectors.email.htmltext import html_to_text, sanitize
+from connectors.email.quoting import strip_quoted
+from connectors.email.settings import EmailSettings
 from conversation.model import Attachment, DeliveryStatus, Identity, InboundMessage, StatusUpdate
-
-if TYPE_CHECKING:
-    from connectors.email.connector import EmailSettings
 
 CHANNEL = "email"
 SYNTHETIC_DOMAIN = "omnigateway.invalid"
@@ -451,53 +449,6 @@ def decode_bytes(data: bytes, charset: str | None) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return data.decode("cp1252", errors="replace")
-
-
-# --- the new text -------------------------------------------------------------------------------
-
-# Signature markers that are certain ("-- ", "Sent from my iPhone"). Word openers ("Thanks,",
-# "Best regards") are trusted only when what follows looks like a sign-off: a name at most on the
-# opener's line, then a few short lines; "Thanks, but the parcel is damaged." is news, not a
-# signature.
-_SURE_SIGNATURE = re.compile(r"^\s*(?:[-_]{2}|sent from|get outlook)", re.IGNORECASE)
-_OPENER = re.compile(r"^\W*(?:best regards|kind regards|regards|thanks|thank you|best|all the best)\b\W*(.*)$",
-                     re.IGNORECASE)
-
-
-def _is_signature(block: str) -> bool:
-    if _SURE_SIGNATURE.match(block):
-        return True
-    lines = [line.strip() for line in block.strip().splitlines() if line.strip()]
-    if not lines:
-        return False
-    opener = _OPENER.match(lines[0])
-    rest = opener.group(1) if opener else lines[0]
-    if len(rest.split()) > 3 or rest.rstrip().endswith((".", "?", "!")):
-        return False
-    return len(lines) <= 10 and all(len(line) <= 80 for line in lines[1:])
-
-
-def strip_quoted(text: str, languages: Sequence[str] = ("en",)) -> str:
-    """The newest reply of a mail body: without quoted history, signature and disclaimers."""
-    if not text.strip():
-        return ""
-    parsed = ReplyMessage(text=text, languages=list(languages), keep_hyphen_lists=True).read()
-    if not parsed.replies:
-        return text.strip()
-    latest = parsed.replies[0]
-    if len(parsed.replies) == 1 and not latest.signatures and not latest.disclaimers:
-        return text.strip()  # nothing to strip: keep the writer's own layout (indentation too)
-    content = latest.content
-    for disclaimer in latest.disclaimers:
-        content = content.replace(disclaimer, "")
-    signature = latest.signatures
-    if signature and _is_signature(signature):
-        content = content.replace(signature, "")
-    if latest.headers:
-        content = content.replace(latest.headers, "")
-    content = content.strip()
-    # A mail that is only quoted history (or only a signature) still says something.
-    return content or text.strip()
 
 
 # --- delivery and read reports ------------------------------------------------------------------

@@ -32,7 +32,7 @@ from typing import Any
 from aiohttp import ClientSession, web
 from twilio.request_validator import RequestValidator
 
-from connectors.sms.segments import count_segments
+from conversation.segments import count_segments
 
 DEFAULT_ACCOUNT_SID = "AC" + "0" * 32
 DEFAULT_AUTH_TOKEN = "0123456789abcdef0123456789abcdef"

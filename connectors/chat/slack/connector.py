@@ -50,6 +50,7 @@ from connectors.base import (
 )
 from connectors.chat.slack.events import parse_event_callback
 from connectors.chat.slack.mrkdwn import markdown_to_mrkdwn
+from connectors.chat.slack.socket import run_socket_mode
 from conversation.model import Identity, Profile
 
 MAX_AGE_SECONDS = 300  # Slack's own rule for X-Slack-Request-Timestamp
@@ -182,9 +183,11 @@ class SlackConnector(Connector[SlackSettings]):
 
     async def poll(self, ctx: PollContext) -> None:
         """Socket Mode: hold the WebSocket open and record every event it brings."""
-        from connectors.chat.slack.socket import run_socket_mode
-
-        await run_socket_mode(self, ctx)
+        app_token = self.settings.app_token
+        assert app_token is not None  # the settings refuse socket_mode without it
+        await run_socket_mode(instance=self.instance, app_token=app_token.reveal(),
+                              web_client=self.web_client(token=app_token.reveal()),
+                              parse_payload=self.parse_payload, ctx=ctx)
 
     # --- outbound ------------------------------------------------------------------------------
 

@@ -16,18 +16,21 @@ import asyncio
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import structlog
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
+from slack_sdk.web.async_client import AsyncWebClient
 
-from connectors.base import MalformedPayload, PollContext
+from connectors.base import MalformedPayload, ParseResult, PollContext
 
-if TYPE_CHECKING:
-    from connectors.chat.slack.connector import SlackConnector
+# What the socket needs of its connector, handed in as callables so that this module does not
+# import the connector that starts it.
+ParsePayload = Callable[[Any, int], ParseResult]
 
 log = structlog.get_logger("connectors.slack.socket")
 
@@ -36,44 +39,51 @@ _sdk_log = logging.getLogger("connectors.chat.slack.socket_mode")
 _sdk_log.setLevel(logging.INFO)
 
 
-async def run_socket_mode(connector: SlackConnector, ctx: PollContext, *, ping_interval: float = 5.0) -> None:
+async def run_socket_mode(
+    *,
+    instance: str,
+    app_token: str,
+    web_client: AsyncWebClient,
+    parse_payload: ParsePayload,
+    ctx: PollContext,
+    ping_interval: float = 5.0,
+) -> None:
     """Run until cancelled; raises when recording fails, so the gateway restarts it (unacked
-    envelopes then come again)."""
-    settings = connector.settings
-    assert settings.app_token is not None  # the settings refuse socket_mode without it
+    envelopes then come again). `parse_payload` is the Events API parser of the connector, so
+    both ways in parse alike; `web_client` is authenticated with the app-level token."""
     queue: asyncio.Queue[SocketModeRequest] = asyncio.Queue()
 
     async def listener(_client: AsyncBaseSocketModeClient, request: SocketModeRequest) -> None:
         queue.put_nowait(request)
 
     client = SocketModeClient(
-        app_token=settings.app_token.reveal(),
-        web_client=connector.web_client(token=settings.app_token.reveal()),
+        app_token=app_token,
+        web_client=web_client,
         logger=_sdk_log,
         ping_interval=ping_interval,
     )
     client.socket_mode_request_listeners.append(listener)
     try:
         await client.connect()  # type: ignore[no-untyped-call]  # the SDK leaves it unannotated
-        log.info("slack.socket_connected", instance=connector.instance)
+        log.info("slack.socket_connected", instance=instance)
         while True:
             request = await queue.get()
-            await _handle(connector, ctx, request)
+            await _handle(instance, parse_payload, ctx, request)
             await client.send_socket_mode_response(SocketModeResponse(envelope_id=request.envelope_id))
     finally:
         await client.close()  # type: ignore[no-untyped-call]
 
 
-async def _handle(connector: SlackConnector, ctx: PollContext, request: SocketModeRequest) -> None:
+async def _handle(instance: str, parse_payload: ParsePayload, ctx: PollContext, request: SocketModeRequest) -> None:
     if request.type != "events_api":
         # Interactivity and slash commands are not conversations; acked so Slack stops resending.
         return
     payload: Any = request.payload
     try:
-        result = connector.parse_payload(payload, int(time.time() * 1000))
+        result = parse_payload(payload, int(time.time() * 1000))
     except MalformedPayload as exc:
         await ctx.dead_letter(json.dumps(payload).encode(), str(exc))
-        log.warning("slack.socket_malformed", instance=connector.instance, reason=str(exc))
+        log.warning("slack.socket_malformed", instance=instance, reason=str(exc))
         return
     if result.messages or result.statuses:
         await ctx.record(result)
