@@ -195,7 +195,7 @@ async def gateway_idle(mailbox: object, redis_url: str, n: int, gap: float) -> l
                 deadline = t0 + 15
                 while time.perf_counter() < deadline:
                     customer = await store.find_customer(Identity("email", sender))
-                    if customer is not None and (await store.list_messages(customer.id))[0]:
+                    if customer is not None and (await store.timeline.list_messages(customer.id))[0]:
                         out.append((time.perf_counter() - t0) * 1000)
                         break
                     await asyncio.sleep(0.001)

@@ -20,7 +20,7 @@ import msgspec
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from conversation.capabilities import Capabilities, OverflowRule, TextFormat, TextUnit
-from conversation.model import Attachment, Identity, InboundMessage, Profile, StatusUpdate
+from conversation.model import Identity, InboundMessage, Outbound, Profile, StatusUpdate, Template
 
 
 class Secret(str):
@@ -105,26 +105,6 @@ class Route(msgspec.Struct, frozen=True):
 
     method: str
     path: str
-
-
-class Outbound(msgspec.Struct, frozen=True, kw_only=True):
-    """A rendered reply the dispatcher hands to `send`, already within the channel's limits.
-
-    `channel` is the medium to reply on, for connectors that speak several (Twilio: SMS and
-    WhatsApp reach the same phone identity).
-    """
-
-    message_id: str
-    channel: str
-    to: Identity
-    text: str
-    attachments: tuple[Attachment, ...] = ()
-    # Threaded channels (capabilities.threads): the conversation's subject and our and the
-    # customer's earlier provider ids on this instance, oldest first, for reply headers.
-    subject: str | None = None
-    references: tuple[str, ...] = ()
-    reply_to_provider_id: str | None = None
-    status_callback_url: str | None = None
 
 
 class PollContext(Protocol):
@@ -232,6 +212,14 @@ class Connector(abc.ABC, Generic[S]):
 
     kind: ClassVar[str]
     channel: ClassVar[str]
+    # The kind of identity its customers write from and are answered at (phone for SMS and
+    # WhatsApp, email, a provider's user ids...); unset, it is the channel's name. Replies on
+    # this instance go to the customer's identity of this kind.
+    identity_kind: ClassVar[str | None] = None
+    # Ways in beyond webhook routes that the gateway serves for each instance, by name (the
+    # web chat's "webchat": visitor sessions, a WebSocket, an HTTP fallback, the widget). The
+    # gateway mounts every name it knows and refuses to start on one it does not.
+    transports: ClassVar[tuple[str, ...]] = ()
     Settings: ClassVar[type[ConnectorSettings]]
     capabilities: ClassVar[Capabilities]
     # Media that differ from the connector's main one (Twilio: WhatsApp beside SMS) may declare
@@ -257,6 +245,10 @@ class Connector(abc.ABC, Generic[S]):
     @classmethod
     def capabilities_for(cls, channel: str) -> Capabilities:
         return cls.channel_capabilities.get(channel, cls.capabilities)
+
+    @classmethod
+    def identity_kind_for(cls, channel: str) -> str:
+        return cls.identity_kind or cls.channel
 
     def webhook_url(self, path: str) -> str:
         return f"{self.public_url}/webhooks/{self.instance}/{path}"
@@ -342,6 +334,7 @@ __all__ = [
     "SettingsError",
     "SignatureError",
     "StatusUpdate",
+    "Template",
     "TextFormat",
     "TextUnit",
     "TransientSendError",

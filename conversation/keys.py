@@ -37,6 +37,14 @@ class Keys:
         """List: closed episodes (open -> resolved spans)."""
         return f"{self.prefix}:{{c:{cid}}}:e"
 
+    def activity(self, cid: str) -> str:
+        """List: the conversation's activity log, append-only, msgpack (conversation.activity)."""
+        return f"{self.prefix}:{{c:{cid}}}:a"
+
+    def send_lock(self, cid: str, seq: int) -> str:
+        """The lease of the dispatcher sending one message right now."""
+        return f"{self.prefix}:{{c:{cid}}}:sending:{seq}"
+
     def idempotency(self, cid: str, key: str) -> str:
         return f"{self.prefix}:{{c:{cid}}}:idem:{key}"
 
@@ -71,6 +79,21 @@ class Keys:
     def token(self, digest: str) -> str:
         return f"{self.prefix}:token:{digest}"
 
+    def token_names(self) -> str:
+        """Hash: token name -> the digests issued under it (JSON list), for list and revoke."""
+        return f"{self.prefix}:tokens"
+
+    def rate_limit(self, subject: str) -> str:
+        return f"{self.prefix}:rl:{subject}"
+
+    def instance_secret(self, instance: str, name: str) -> str:
+        """A key the gateway generated for an instance configured without one (web chat)."""
+        return f"{self.prefix}:webchat:{instance}:{name}"
+
+    def workers(self, group: str) -> str:
+        """Sorted set: the live members of a worker group, scored by when they stop counting."""
+        return f"{self.prefix}:workers:{group}"
+
     # --- conversation indexes: all in the {ix} slot ----------------------------------------------
     def ix_state(self) -> str:
         return f"{self.prefix}:{{ix}}:state"
@@ -78,11 +101,12 @@ class Keys:
     def ix_status(self, status: str) -> str:
         return f"{self.prefix}:{{ix}}:status:{status}"
 
-    def ix_queue(self, queue: str) -> str:
-        return f"{self.prefix}:{{ix}}:queue:{queue}"
+    def ix_queue(self, queue: str, resolved: bool = False) -> str:
+        """Live work of a queue by urgency; with `resolved`, its resolved threads by recency."""
+        return f"{self.prefix}:{{ix}}:queue:{queue}" + (":resolved" if resolved else "")
 
-    def ix_assignee(self, assignee: str) -> str:
-        return f"{self.prefix}:{{ix}}:assignee:{assignee}"
+    def ix_assignee(self, assignee: str, resolved: bool = False) -> str:
+        return f"{self.prefix}:{{ix}}:assignee:{assignee}" + (":resolved" if resolved else "")
 
     def ix_queues(self) -> str:
         return f"{self.prefix}:{{ix}}:queues"

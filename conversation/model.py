@@ -107,6 +107,11 @@ class Message(msgspec.Struct):
     # latest version. A deleted message keeps its place in the timeline but loses its content.
     edited_at: UtcDatetime | None = None
     deleted: bool = False
+    # While a send is being retried: how many attempts were made, why the last one failed, and
+    # when the next one is due. A failed message's final reason is `error`.
+    attempts: int = 0
+    last_error: str | None = None
+    next_attempt_at: UtcDatetime | None = None
 
 
 class Conversation(msgspec.Struct):
@@ -186,13 +191,57 @@ class InboundMessage(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class StatusUpdate(msgspec.Struct, frozen=True, omit_defaults=True):
-    """A provider's delivery report for one of our outbound messages."""
+    """A provider's delivery report for one of our outbound messages.
+
+    Or a watermark (Messenger and Instagram `delivery` / `read`): with `up_to_ms` set and no
+    provider message id, it marks every earlier outbound message of the instance to `recipient`.
+    """
 
     instance: str
-    provider_message_id: str
-    status: DeliveryStatus
+    provider_message_id: str = ""
+    status: DeliveryStatus = DeliveryStatus.DELIVERED
     error: str | None = None
     at_ms: int = 0
+    recipient: Identity | None = None
+    up_to_ms: int = 0
+
+    @property
+    def is_watermark(self) -> bool:
+        return self.up_to_ms > 0 and self.recipient is not None
+
+
+class Template(msgspec.Struct, frozen=True, omit_defaults=True):
+    """An approved message template of the provider (WhatsApp), for sends outside the reply
+    window: its name, language and the values of its parameters in order."""
+
+    name: str
+    language: str
+    parameters: tuple[str, ...] = ()
+
+
+class Outbound(msgspec.Struct, frozen=True, kw_only=True):
+    """A rendered reply the dispatcher hands to a connector's `send`, already within the
+    channel's limits.
+
+    `channel` is the medium to reply on, for connectors that speak several (Twilio: SMS and
+    WhatsApp reach the same phone identity).
+    """
+
+    message_id: str
+    channel: str
+    to: Identity
+    text: str
+    attachments: tuple[Attachment, ...] = ()
+    # Threaded channels (capabilities.threads): the conversation's subject and our and the
+    # customer's earlier provider ids on this instance, oldest first, for reply headers.
+    subject: str | None = None
+    references: tuple[str, ...] = ()
+    reply_to_provider_id: str | None = None
+    status_callback_url: str | None = None
+    # Outside a reply window: the approved template to send instead of free text, or the
+    # provider's message tag (Messenger's HUMAN_AGENT) that allows this message there.
+    template: Template | None = None
+    tag: str | None = None
 
 
 class EventType(enum.StrEnum):
@@ -211,6 +260,8 @@ class Event(msgspec.Struct, frozen=True, omit_defaults=True):
     message_id: str | None = None
     status: str | None = None
     at_ms: int = 0
+    # The activity entry (its type) the event was derived from.
+    activity: str | None = None
 
 
 def utcnow_ms() -> int:

@@ -7,15 +7,15 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 
 from connectors.base import Connector
 from connectors.registry import load_registry
-from conversation.store import DAY, Store
-from gateway import health, webchat, webhooks, workers
-from gateway.appkeys import CONFIG, CONNECTORS, REDIS, STORE
+from conversation.service import Core, DeliveryPolicy
+from conversation.store import DAY, Store, open_store
+from gateway import health, transports, webhooks, workers
+from gateway.appkeys import CONFIG, CONNECTORS, CORE, STORE
 from gateway.config import Config, ConfigError, build_connectors
 from gateway.logging import REQUEST_ID
 from gateway.ratelimit import LocalRateLimiter, local_rate_limit_middleware
@@ -63,19 +63,13 @@ def create_app(
         if errors:
             raise ConfigError(errors)
     app[CONNECTORS] = connectors
-    client = aioredis.Redis.from_url(redis_url, health_check_interval=30)
-    app[REDIS] = client
-    app[STORE] = Store(
-        client,
-        prefix=config.gateway.key_prefix,
-        partitions=config.gateway.partitions,
-        dedupe_ttl=config.gateway.dedupe_ttl_days * DAY,
-    )
+    app[STORE] = store = store_for(config, redis_url)
+    app[CORE] = core_for(config, store, connectors)
     app.cleanup_ctx.append(_resources)
 
     health.setup(app)
     webhooks.setup(app)
-    webchat.setup(app)
+    transports.setup(app)
     from gateway import api
 
     api.setup(app)
@@ -84,8 +78,35 @@ def create_app(
     return app
 
 
+def store_for(config: Config, redis_url: str) -> Store:
+    settings = config.gateway
+    return open_store(
+        redis_url,
+        prefix=settings.key_prefix,
+        partitions=settings.partitions,
+        dedupe_ttl=settings.dedupe_ttl_days * DAY,
+        public_url=settings.public_base_url,
+        max_connections=settings.redis_max_connections,
+        pool_timeout=settings.redis_pool_timeout,
+    )
+
+
+def core_for(config: Config, store: Store, connectors: dict[str, Connector[Any]]) -> Core:
+    """The core over this deployment's connectors: they are its channels, and those that know
+    who a sender is (Slack users.info) are its profile lookups."""
+    settings = config.gateway
+    return Core(
+        store,
+        routing=config.routing,
+        channels=connectors,
+        profiles={name: c.profile for name, c in connectors.items() if c.has_profiles()},
+        delivery=DeliveryPolicy(max_attempts=settings.send_max_attempts,
+                                visibility_timeout=settings.send_visibility_timeout),
+    )
+
+
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     yield
     for connector in app[CONNECTORS].values():
         await connector.aclose()
-    await app[REDIS].aclose()
+    await app[STORE].close()

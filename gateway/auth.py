@@ -1,27 +1,20 @@
-"""Bearer tokens for the inbox API: issued once, stored only as their SHA-256 digest.
+"""Bearer tokens on the inbox API: who is calling, and what their role lets them do.
 
-A token is 256 random bits, so a plain (unsalted) SHA-256 is enough to make a leaked Redis dump
-useless to an attacker, and it keeps lookup to one HGETALL by digest. The plain token is shown
-once to whoever created it and is never stored or logged.
+Tokens are issued, stored (as SHA-256 digests only) and revoked by conversation.store.tokens;
+this module turns a request's bearer token into a `Principal` and checks roles.
 """
 
 from __future__ import annotations
 
 import enum
-import hashlib
-import secrets
-import time
 from collections.abc import Callable
 from functools import wraps
 
 import msgspec
-import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from conversation.keys import Keys
-
-TOKEN_PREFIX = "ogt_"  # recognisable in secret scanners and support tickets
+from conversation.store.tokens import Tokens
 
 
 class Role(enum.StrEnum):
@@ -48,48 +41,6 @@ class Principal(msgspec.Struct, frozen=True):
         return self.role.rank >= Role(role).rank
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-class TokenStore:
-    def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
-        self.redis = redis
-        self.keys = Keys(prefix)
-
-    async def create(self, name: str, role: Role | str) -> str:
-        """Issue a token; the returned string is the only copy of it anywhere."""
-        role = Role(role)  # ValueError for an unknown role, before anything is stored
-        name = name.strip()
-        if not name:
-            raise ValueError("a token needs a name")
-        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        await self.redis.hset(
-            self.keys.token(digest(token)),
-            mapping={"name": name, "role": role.value, "created_ms": int(time.time() * 1000)},
-        )
-        return token
-
-    async def lookup(self, token: str) -> Principal | None:
-        if not token.startswith(TOKEN_PREFIX):
-            return None  # spares Redis a round trip for obvious garbage
-        raw = await self.redis.hgetall(self.keys.token(digest(token)))
-        if not raw:
-            return None
-        fields = {_text(k): _text(v) for k, v in raw.items()}
-        try:
-            return Principal(name=fields["name"], role=Role(fields["role"]))
-        except (KeyError, ValueError):
-            return None  # a damaged record authenticates nobody
-
-    async def revoke(self, token: str) -> bool:
-        return bool(await self.redis.delete(self.keys.token(digest(token))))
-
-
 # --- aiohttp glue -------------------------------------------------------------------------------
 # The glue raises; the API's error middleware turns these into the JSON error shape, so this
 # module knows nothing of response bodies.
@@ -111,17 +62,23 @@ def bearer_token(request: web.Request) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
-def auth_middleware(get_store: Callable[[web.Request], TokenStore]) -> Middleware:
-    """Authenticate every request of the app it is installed on (the /v1 sub-application).
+async def principal_of(tokens: Tokens, token: str) -> Principal | None:
+    record = await tokens.lookup(token)
+    if record is None:
+        return None
+    try:
+        return Principal(name=record.name, role=Role(record.role))
+    except ValueError:
+        return None  # a damaged record authenticates nobody
 
-    `get_store` finds the TokenStore at request time, because Redis is connected at startup,
-    after the middleware is installed.
-    """
+
+def auth_middleware(get_tokens: Callable[[web.Request], Tokens]) -> Middleware:
+    """Authenticate every request of the app it is installed on (the /v1 sub-application)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         token = bearer_token(request)
-        principal = await get_store(request).lookup(token) if token else None
+        principal = await principal_of(get_tokens(request), token) if token else None
         if principal is None:
             raise Unauthorized("a valid bearer token is required (Authorization: Bearer <token>)")
         request[PRINCIPAL] = principal

@@ -56,6 +56,10 @@ class GatewaySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # Unset: an embedded Valkey under data_dir (gateway.embedded).
     redis_url: Annotated[str, Meta(pattern=r"^(redis|rediss|unix)://")] | None = None
     data_dir: str = "var"
+    # Redis connections per process; a request that finds them all busy waits up to
+    # redis_pool_timeout seconds for one, then gets 503 "busy" (never "Redis is down").
+    redis_max_connections: Annotated[int, Meta(ge=4, le=10_000)] = 200
+    redis_pool_timeout: Annotated[float, Meta(gt=0)] = 5.0
     key_prefix: Annotated[str, Meta(pattern=_NAME)] = "og"
     partitions: Annotated[int, Meta(ge=1, le=1024)] = 16
     log_level: LogLevel = "info"
@@ -66,7 +70,9 @@ class GatewaySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     send_max_attempts: Annotated[int, Meta(ge=1)] = 8
     # Seconds a send may stay unacknowledged before another worker reclaims it as crashed.
     send_visibility_timeout: Annotated[float, Meta(gt=0)] = 30.0
-    lease_ttl: Annotated[float, Meta(gt=0)] = 10.0
+    # Seconds a worker's lease (an ingest partition, a poller) outlives its last renewal: after
+    # a crash, another worker takes over within about this long.
+    lease_ttl: Annotated[float, Meta(gt=0)] = 5.0
     # Meta retries webhooks for up to 7 days; a shorter dedupe window would store those twice.
     dedupe_ttl_days: Annotated[int, Meta(ge=7)] = 8
     shutdown_grace: Annotated[float, Meta(ge=0)] = 10.0
@@ -108,20 +114,50 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     With no `path`, `OMNIGATEWAY_CONFIG` or config/gateway.toml is read when it exists; otherwise
     the defaults plus the environment apply, which suits containers configured by env alone.
     """
+    config, errors, _ = _load(path, env)
+    if errors or config is None:
+        raise ConfigError(errors)
+    return config
+
+
+def _load(path: str | Path | None, env: Mapping[str, str] | None) -> tuple[Config | None, list[str], dict[str, Any]]:
+    """(the configuration or None, every problem found, the raw tables after substitution)."""
     env = os.environ if env is None else env
     raw = _read_file(path, env)
     errors: list[str] = []
     _apply_env_overrides(raw, env, errors)
     raw = _substitute(raw, env, "", errors)
+    config: Config | None = None
     try:
         config = _validate(raw)
     except ConfigError as exc:
         # A key whose variable is missing was validated as "": its type error would only repeat it.
         unset = {e.split(": ", 1)[0] for e in errors}
         errors += [e for e in exc.errors if e.split(": ", 1)[0] not in unset]
-    if errors:
-        raise ConfigError(errors)
-    return config
+    return config, errors, raw
+
+
+def check_config(path: str | Path | None, registry: Registry, env: Mapping[str, str] | None = None
+                 ) -> tuple[Config | None, list[str]]:
+    """Every problem of a configuration in one pass: its sections and every connector section,
+    even when another section is already wrong (check-config). Raises ConfigError only when the
+    file cannot be read at all."""
+    config, errors, raw = _load(path, env)
+    if config is not None:
+        return config, errors + validate_connectors(config, registry)
+    connectors = raw.get("connectors")
+    if isinstance(connectors, dict):
+        # Build each connector on its own, with the file's public URL if that one is valid.
+        gateway = raw.get("gateway")
+        if not isinstance(gateway, dict):
+            gateway = {}
+        try:
+            settings = msgspec.convert({"public_url": gateway.get("public_url")}, GatewaySettings, strict=False)
+        except msgspec.ValidationError:
+            settings = GatewaySettings()
+        tables = {name: table for name, table in connectors.items() if isinstance(table, dict)}
+        errors += validate_connectors(Config(gateway=settings, connectors=tables), registry)
+    return None, errors
 
 
 def _read_file(path: str | Path | None, env: Mapping[str, str]) -> dict[str, Any]:
@@ -374,6 +410,7 @@ __all__ = [
     "RoutingRule",
     "RoutingSettings",
     "build_connectors",
+    "check_config",
     "load_config",
     "validate_connectors",
 ]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from aiohttp import web
-from redis.exceptions import RedisError
 
+from conversation.errors import StoreError
 from gateway import metrics
 from gateway.appkeys import STORE
 from gateway.errors import error_response
@@ -16,8 +16,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     try:
-        await request.app[STORE].redis.ping()
-    except (RedisError, OSError):
+        await request.app[STORE].state.ping()
+    except (StoreError, OSError):
         return error_response(503, "unavailable", "redis is not reachable")
     return web.json_response({"status": "ready"})
 
@@ -25,9 +25,9 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics_view(request: web.Request) -> web.StreamResponse:
     # Queue depth is read at scrape time: always current, and no background poller to run.
     try:
-        for queue, depth in (await request.app[STORE].queue_depths()).items():
+        for queue, depth in (await request.app[STORE].indexes.queue_depths()).items():
             metrics.set_queue_depth(queue, depth)
-    except (RedisError, OSError):
+    except (StoreError, OSError):
         pass
     return await metrics.metrics_handler(request)
 

@@ -18,12 +18,10 @@ import contextlib
 from collections.abc import Iterable
 from typing import Protocol
 
-import msgspec
 import structlog
-from redis.exceptions import RedisError
 
-from conversation.model import Event
-from conversation.store import Store, StreamEntry
+from conversation.errors import StoreError
+from conversation.store.streams import Events
 
 log = structlog.get_logger("gateway.live")
 
@@ -33,8 +31,8 @@ class Subscriber(Protocol):
 
 
 class LiveHub:
-    def __init__(self, store: Store, *, block_ms: int = 500, batch: int = 500) -> None:
-        self.store = store
+    def __init__(self, events: Events, *, block_ms: int = 500, batch: int = 500) -> None:
+        self.events = events
         self.block_ms = block_ms
         self.batch = batch
         self._subs: dict[str, set[Subscriber]] = {}
@@ -70,32 +68,26 @@ class LiveHub:
                     await task
 
     async def run(self) -> None:
-        redis, stream = self.store.redis, self.store.keys.events()
         last: str | None = None
         while not self._stopping.is_set():
             try:
                 if last is None:
                     # Start at the current end: "$" in a loop would skip what arrives between two
                     # reads. Subscribers read their backlog themselves when they subscribe.
-                    tail: list[StreamEntry] = await redis.xrevrange(stream, count=1)  # type: ignore[assignment]
-                    last = tail[0][0].decode() if tail else "0-0"
+                    last = await self.events.last_id()
                     self.ready.set()
-                reply: list[tuple[bytes, list[StreamEntry]]] = await redis.xread(  # type: ignore[assignment]
-                    {stream: last}, count=self.batch, block=self.block_ms)
-            except RedisError as exc:
+                entries = await self.events.follow(last, self.batch, self.block_ms)
+            except StoreError as exc:
                 log.warning("live.read_failed", error=str(exc))
                 await asyncio.sleep(1)
                 # Events may have been trimmed or missed meanwhile: everyone rereads.
                 self._wake(list(self._subs))
                 continue
             woken: set[str] = set()
-            for _, entries in reply or []:
-                for entry_id, fields in entries:
-                    last = entry_id.decode()
-                    try:
-                        woken.add(msgspec.json.decode(fields[b"e"], type=Event).conversation_id)
-                    except (KeyError, msgspec.DecodeError):
-                        continue
+            for entry_id, event in entries:
+                last = entry_id
+                if event is not None:
+                    woken.add(event.conversation_id)
             self._wake(woken)
 
     def _wake(self, conversation_ids: Iterable[str]) -> None:

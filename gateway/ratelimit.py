@@ -1,4 +1,5 @@
-"""Rate limits: a Redis-backed limiter shared by every web process, and an in-process one.
+"""Rate limits on the HTTP surface: the Redis-backed limiter shared by every web process
+(conversation.store.ratelimit), and an in-process one, as aiohttp middlewares.
 
 Both implement GCRA (the generic cell rate algorithm, as in redis-cell): `limit` requests per
 `window_seconds`, a burst of up to `limit` allowed, then one request every window/limit. It is a
@@ -20,55 +21,17 @@ import math
 import time
 from collections.abc import Callable
 
-import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from conversation.store.ratelimit import RateLimiter, cell
 from gateway.errors import error_response
-
-# The clock is Redis's, so web processes with skewed clocks still agree. Times are integer
-# milliseconds: Lua turns numbers into strings with 14 significant digits, enough for ms epochs.
-_GCRA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local interval, tolerance = tonumber(ARGV[1]), tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-if now < tat - tolerance then return {0, tat - tolerance - now} end
-tat = tat + interval
-redis.call('SET', KEYS[1], tat, 'PX', tat - now)
-return {1, 0}
-"""
-
-
-@functools.lru_cache(maxsize=64)  # a handful of configured limits; hit on every request
-def _cell(limit: int, window_seconds: float) -> tuple[int, int]:
-    """(emission interval, burst tolerance) in ms for `limit` per `window_seconds`."""
-    if limit < 1 or window_seconds <= 0:
-        raise ValueError("limit and window must be positive")
-    window_ms = round(window_seconds * 1000)
-    interval = max(1, window_ms // limit)
-    return interval, max(0, window_ms - interval)
 
 
 @functools.lru_cache(maxsize=64)
 def _cell_seconds(limit: int, window_seconds: float) -> tuple[float, float]:
-    interval, tolerance = _cell(limit, window_seconds)
+    interval, tolerance = cell(limit, window_seconds)
     return interval / 1000, tolerance / 1000
-
-
-class RateLimiter:
-    """GCRA in Redis: one EVALSHA per hit, one key per limited subject."""
-
-    def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
-        self.prefix = prefix
-        self._script = redis.register_script(_GCRA)
-
-    async def hit(self, key: str, limit: int, window_seconds: float) -> tuple[bool, float]:
-        """Count one request against `key`: (allowed, seconds until the next would be allowed)."""
-        interval, tolerance = _cell(limit, window_seconds)
-        allowed, wait_ms = await self._script(keys=[f"{self.prefix}:rl:{key}"], args=[interval, tolerance])
-        return bool(allowed), int(wait_ms) / 1000
 
 
 class LocalRateLimiter:
@@ -125,7 +88,7 @@ def local_rate_limit_middleware(
     For the application's middlewares, e.g. webhooks:
     ``local_rate_limit_middleware(LocalRateLimiter(), limit=cfg.webhook_rate_limit_per_minute)``.
     """
-    _cell(limit, window_seconds)  # reject a bad configuration at startup, not on first request
+    cell(limit, window_seconds)  # reject a bad configuration at startup, not on first request
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -1,4 +1,9 @@
-"""`omnigateway serve` and `omnigateway worker`: process lifecycles around the app and workers."""
+"""`omnigateway serve` and `omnigateway worker`: process lifecycles around the app and workers.
+
+`serve --processes 1` is one process with HTTP and every worker. With more (the default is one
+per CPU), `serve` is a supervisor (gateway.supervisor) running that many web processes on one
+port and the workers in processes of their own; each child runs one of the roles below.
+"""
 
 from __future__ import annotations
 
@@ -8,26 +13,27 @@ import gc
 import os
 import signal
 import sys
-from pathlib import Path
+from collections.abc import Collection
 from typing import Any
 
-import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 
 from connectors.base import Connector
 from connectors.registry import load_registry
-from conversation.store import DAY, Store
-from gateway.app import create_app
+from gateway.app import core_for, create_app, store_for
 from gateway.appkeys import CONNECTORS
+from gateway.banner import print_banner
 from gateway.config import Config, ConfigError, build_connectors
 from gateway.embedded import resolve_redis_url
 from gateway.logging import configure_logging
 
 log = structlog.get_logger("gateway.server")
 
+WORKER_ROLES = frozenset({"ingest", "dispatch"})
 
-def _install_uvloop() -> None:
+
+def install_uvloop() -> None:
     with contextlib.suppress(ImportError):
         import uvloop
 
@@ -58,22 +64,23 @@ async def _tune_gc_on_startup(_app: web.Application) -> None:
     tune_gc()
 
 
-def serve(config: Config, config_path: str | os.PathLike[str] | None = None) -> int:
-    """HTTP and workers in one process. SIGTERM/SIGINT drain in-flight work, then exit."""
+def serve(config: Config, config_path: str | os.PathLike[str] | None = None, processes: int | None = None) -> int:
+    """HTTP and workers: in this process (`processes` 1), or under a supervisor of child
+    processes. SIGTERM/SIGINT drain in-flight work, then exit."""
+    count = processes if processes is not None else (os.cpu_count() or 1)
+    if count > 1:
+        from gateway.supervisor import supervise
+
+        return supervise(config, config_path, web_processes=count)
     configure_logging(config.gateway.log_level, config.gateway.log_format)
-    _install_uvloop()
+    install_uvloop()
     redis_url, embedded = resolve_redis_url(config)
     try:
         app = create_app(config, redis_url=redis_url, run_workers=True)
         app.on_startup.append(_tune_gc_on_startup)  # after the cleanup contexts: clients, workers
+        print_banner(config, config_path, embedded=embedded is not None,
+                     webchat=any(c.kind == "webchat" for c in app[CONNECTORS].values()))
         settings = config.gateway
-        url = f"http://{settings.host}:{settings.port}"
-        print(f"omnigateway listening on {url} (public URL {settings.public_base_url})", flush=True)
-        print(f"redis: {'embedded Valkey under ' + str(settings.data_path) if embedded else 'configured'}",
-              flush=True)
-        print(f"create an API token:  {_token_command(config_path)}", flush=True)
-        if any(c.kind == "webchat" for c in app[CONNECTORS].values()):
-            print(f"web chat demo: {url}/  (chat as a customer, watch the thread in the inbox API)", flush=True)
         web.run_app(app, host=settings.host, port=settings.port, print=None,
                     shutdown_timeout=settings.shutdown_grace, access_log=None, handle_signals=True)
     except ConfigError as exc:
@@ -85,48 +92,52 @@ def serve(config: Config, config_path: str | os.PathLike[str] | None = None) -> 
     return 0
 
 
-def _token_command(config_path: str | os.PathLike[str] | None) -> str:
-    """The exact command to paste, even when the venv's bin is not on PATH (as with make run)."""
-    exe = Path(sys.argv[0])
-    if exe.name != "omnigateway":
-        exe = Path(sys.executable).with_name("omnigateway")
-    with contextlib.suppress(ValueError):
-        exe = exe.resolve().relative_to(Path.cwd())
-    shown = str(exe) if exe.is_absolute() or "/" in str(exe) else f"./{exe}" if exe.exists() else str(exe)
-    config = f" --config {config_path}" if config_path else ""
-    return f"{shown} token create --name me --role admin{config}"
-
-
-def work(config: Config) -> int:
-    """Workers only (ingest and dispatch), for scaling out beside web processes."""
+def run_web(config: Config, redis_url: str) -> int:
+    """One web process of several sharing the port (SO_REUSEPORT): HTTP only, no workers."""
     configure_logging(config.gateway.log_level, config.gateway.log_format)
-    _install_uvloop()
+    install_uvloop()
+    settings = config.gateway
+    try:
+        app = create_app(config, redis_url=redis_url, run_workers=False)
+    except ConfigError as exc:
+        print(f"configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    app.on_startup.append(_tune_gc_on_startup)
+    web.run_app(app, host=settings.host, port=settings.port, print=None, reuse_port=True,
+                shutdown_timeout=settings.shutdown_grace, access_log=None, handle_signals=True)
+    return 0
+
+
+def work(config: Config, roles: Collection[str] = WORKER_ROLES, redis_url: str | None = None) -> int:
+    """Workers only: ingest and dispatch (with the pollers), or one of them, beside web processes."""
+    configure_logging(config.gateway.log_level, config.gateway.log_format)
+    install_uvloop()
     connectors, errors = build_connectors(config, load_registry())
     if errors:
         print("configuration error:\n" + "\n".join(errors), file=sys.stderr)
         return 2
-    redis_url, embedded = resolve_redis_url(config)
+    embedded = None
+    if redis_url is None:
+        redis_url, embedded = resolve_redis_url(config)
     try:
-        asyncio.run(_work(config, redis_url, connectors))
+        asyncio.run(_work(config, redis_url, connectors, set(roles)))
     finally:
         if embedded:
             embedded.stop()
     return 0
 
 
-async def _work(config: Config, redis_url: str, connectors: dict[str, Connector[Any]]) -> None:
+async def _work(config: Config, redis_url: str, connectors: dict[str, Connector[Any]], roles: set[str]) -> None:
     from gateway.workers import build_workers, run_workers
 
     settings = config.gateway
-    client = aioredis.Redis.from_url(redis_url, health_check_interval=30)
-    store = Store(client, prefix=settings.key_prefix, partitions=settings.partitions,
-                  dedupe_ttl=settings.dedupe_ttl_days * DAY)
-    workers = build_workers(config, store, connectors)
+    store = store_for(config, redis_url)
+    workers = build_workers(config, core_for(config, store, connectors), connectors, roles=roles)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("worker.started", ingest=workers.ingest.id, dispatch=workers.dispatch.consumer)
+    log.info("worker.started", roles=sorted(roles))
     tune_gc()
     try:
         async with run_workers(workers, grace=settings.shutdown_grace):
@@ -134,5 +145,5 @@ async def _work(config: Config, redis_url: str, connectors: dict[str, Connector[
     finally:
         for connector in connectors.values():
             await connector.aclose()
-        await client.aclose()
+        await store.close()
     log.info("worker.stopped")

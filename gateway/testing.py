@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from connectors.base import Connector
+    from conversation.model import Identity, Message
 
 
 def free_port() -> int:
@@ -135,7 +136,7 @@ class GatewayUnderTest:
         from aiohttp import ClientSession, web
 
         from gateway.app import create_app
-        from gateway.appkeys import STORE
+        from gateway.appkeys import CORE, STORE
         from gateway.config import Config
 
         config = msgspec.convert(
@@ -149,6 +150,7 @@ class GatewayUnderTest:
         self.app = create_app(config, redis_url=self.redis_url, run_workers=self.run_workers,
                               connectors=self.instances)
         self.store = self.app[STORE]
+        self.core = self.app[CORE]
         runner = web.AppRunner(self.app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", self.port).start()
@@ -173,10 +175,24 @@ class GatewayUnderTest:
     def url(self, path: str) -> str:
         return self.base_url + path
 
-    async def token(self, role: str = "admin", name: str | None = None) -> str:
-        from gateway.auth import TokenStore
+    async def thread_of(self, identity: Identity, limit: int = 200) -> list[Message]:
+        """The messages of the customer behind `identity`, oldest first ([] before its first)."""
+        from conversation.errors import NotFound
 
-        return await TokenStore(self.store.redis, self.prefix).create(name or f"{role}-user", role)
+        cid = await self.store.identities.known(identity)
+        if cid is None:
+            return []
+        try:
+            messages, _ = await self.store.timeline.list_messages(cid, limit=limit)
+        except NotFound:
+            return []
+        return messages
+
+    async def token(self, role: str = "admin", name: str | None = None) -> str:
+        """A new API token. Without a name, a fresh one per call (a name has one live token)."""
+        import uuid
+
+        return await self.store.tokens.create(name or f"{role}-{uuid.uuid4().hex[:8]}", role)
 
     async def api(
         self, method: str, path: str, token: str, *, json: object = None, headers: dict[str, str] | None = None

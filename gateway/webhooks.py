@@ -17,22 +17,22 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from connectors.base import Connector, MalformedPayload, ParseResult, Route, SignatureError, WebhookRequest
+from conversation.errors import StoreError
 from conversation.store import Store
 from gateway import metrics
 from gateway.appkeys import CONFIG, CONNECTORS, STORE
 from gateway.errors import error_response
-from gateway.outbox import dead_letter_fields
+from gateway.replay import dead_letter_fields
 
 log = structlog.get_logger("gateway.webhooks")
 
 
 class Recorder:
-    """Records parse results with Store.record_inbound, coalescing concurrent webhooks.
+    """Records parse results in the ingest log, coalescing concurrent webhooks.
 
-    Webhooks handled in the same event-loop turn are recorded together, by one record_inbound
+    Webhooks handled in the same event-loop turn are recorded together, by one IngestLog.record
     call (one pipeline, one round trip) that runs once the turn's handlers have had their say;
     each gets its own entry ids back. Alone, a webhook waits one loop turn more and nothing else.
     Per-sender order is kept: the pipeline runs the calls in arrival order. When Redis fails,
@@ -62,8 +62,8 @@ class Recorder:
 
     async def _run(self, batch: list[tuple[ParseResult, asyncio.Future[list[str | None]]]]) -> None:
         try:
-            ids = await self.store.record_inbound([m for r, _ in batch for m in r.messages],
-                                                  [s for r, _ in batch for s in r.statuses])
+            ids = await self.store.ingest.record([m for r, _ in batch for m in r.messages],
+                                                 [s for r, _ in batch for s in r.statuses])
         except BaseException as exc:
             for _, future in batch:
                 if not future.done():
@@ -128,8 +128,8 @@ def _handler(
             result = parse(wr)
         except MalformedPayload as exc:
             try:
-                await store.record_dead_letter(dead_letter_fields(instance, wr, str(exc)))
-            except RedisError:
+                await store.dead_letters.record(dead_letter_fields(instance, wr, str(exc)))
+            except StoreError:
                 return _unavailable(channel)
             metrics.inbound(channel, "malformed")
             log.warning("webhook.malformed", instance=instance, reason=str(exc))
@@ -139,7 +139,7 @@ def _handler(
 
         try:
             ids = await recorder.record(result)
-        except RedisError:
+        except StoreError:
             return _unavailable(channel)
         stored = sum(1 for i in ids if i)
         if stored:

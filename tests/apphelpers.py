@@ -15,10 +15,11 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from conversation.model import Identity, InboundMessage
+from conversation.service import Core
 from conversation.store import Route, Store
 from gateway import api
-from gateway.appkeys import CONFIG, CONNECTORS, REDIS, STORE
-from gateway.auth import Role, TokenStore
+from gateway.appkeys import CONFIG, CONNECTORS, CORE, STORE
+from gateway.auth import Role
 from gateway.config import Config, GatewaySettings
 
 _entry = itertools.count(1)
@@ -28,8 +29,8 @@ def make_app(redis: aioredis.Redis, prefix: str, connectors: dict[str, Any] | No
              **gateway: Any) -> web.Application:
     app = web.Application()
     app[CONFIG] = Config(gateway=GatewaySettings(key_prefix=prefix, **gateway))
-    app[REDIS] = redis
-    app[STORE] = Store(redis, prefix=prefix)
+    app[STORE] = store = Store(redis, prefix=prefix)
+    app[CORE] = Core(store, channels=connectors or {})
     app[CONNECTORS] = connectors or {}
     api.setup(app)
     return app
@@ -37,7 +38,8 @@ def make_app(redis: aioredis.Redis, prefix: str, connectors: dict[str, Any] | No
 
 async def bearer(redis: aioredis.Redis, prefix: str, role: Role | str = Role.ADMIN,
                  name: str | None = None) -> dict[str, str]:
-    token = await TokenStore(redis, prefix).create(name or f"{Role(role).value}-user", role)
+    token = await Store(redis, prefix=prefix).tokens.create(name or f"{Role(role).value}-{uuid.uuid4().hex[:6]}",
+                                                            Role(role).value)
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -47,14 +49,15 @@ async def seed(store: Store, who: str | Identity, text: str = "hello", *, queue:
     """One inbound message from `who` (a phone number or any identity), recorded as the pipeline
     would record it. Returns the conversation id."""
     sender = Identity("phone", who) if isinstance(who, str) else who
-    cid = await store.resolve_customer(sender)
+    cid = await store.identities.resolve(sender)
     at_ms = at_ms or int(time.time() * 1000)
     msg = InboundMessage(instance=instance, channel=channel, provider_message_id="SM" + uuid.uuid4().hex,
                          sender=sender, text=text, sender_name=name, received_at_ms=at_ms, opt_out=opt_out)
     # The ingest entry id is the message's time and, per partition, its replay watermark: it must
     # grow, which the counter guarantees even for messages of the same millisecond.
     entry = f"{at_ms}-{next(_entry)}"
-    state = await store.append_inbound(cid, msg, partition=store.partition_for(sender), entry_id=entry,
-                                       route=Route(queue, priority))
-    await store.reindex([state])
+    change = await store.threads.append_inbound(cid, msg, partition=store.ingest.partition_for(sender),
+                                                entry_id=entry, route=Route(queue, priority))
+    assert change.state is not None
+    await store.indexes.reindex([change.state])
     return cid

@@ -72,7 +72,7 @@ async def thread(gw: GatewayUnderTest, who: Identity) -> list[Message]:
     customer = await gw.store.find_customer(who)
     if customer is None:
         return []
-    messages, _ = await gw.store.list_messages(customer.id, limit=200)
+    messages, _ = await gw.store.timeline.list_messages(customer.id, limit=200)
     return messages
 
 

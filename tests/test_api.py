@@ -22,7 +22,7 @@ from connectors.testing.fake_twilio import inbound_message_params
 from conversation.model import Identity
 from conversation.store import Store
 from gateway.appkeys import STORE
-from gateway.outbox import dead_letter_fields
+from gateway.replay import dead_letter_fields
 from gateway.testing import free_port
 
 Client = TestClient[Any, Any]
@@ -305,7 +305,7 @@ async def test_supervisors_assign_anyone(client: Client, store: Store, ana: dict
 async def test_changes_are_published_for_live_views(client: Client, store: Store, ana: dict[str, str]) -> None:
     cid = await seed(store, "+34600000801")
     await post(client, f"/v1/conversations/{cid}/status", ana, {"status": "pending"})
-    events = [e for _, e in await store.read_events()]
+    events = [e for _, e in await store.events.read()]
     assert any(e.type == "thread.changed" and e.conversation_id == cid and e.status == "pending" for e in events)
 
 
@@ -486,9 +486,9 @@ async def test_dead_letters_are_listed_paged_and_replayed(client: Client, store:
                                                           admin: dict[str, str]) -> None:
     good = urlencode(inbound_message_params("+34600999888", "+15550001111", "rescued",
                                             account_sid=ACCOUNT_SID)).encode()
-    await store.record_dead_letter(dead_letter_fields("sms", twilio_request(b"%%%"), "unparseable"))
-    await store.record_dead_letter(dead_letter_fields("sms", twilio_request(good), "parser bug"))
-    await store.record_dead_letter(dead_letter_fields("gone", twilio_request(good), "instance removed"))
+    await store.dead_letters.record(dead_letter_fields("sms", twilio_request(b"%%%"), "unparseable"))
+    await store.dead_letters.record(dead_letter_fields("sms", twilio_request(good), "parser bug"))
+    await store.dead_letters.record(dead_letter_fields("gone", twilio_request(good), "instance removed"))
     listed = await get(client, "/v1/dead-letters", admin)
     assert [d["stream"] for d in listed["items"]] == ["inbound"] * 3 and listed["next_cursor"] is None
     letter = listed["items"][1]

@@ -11,8 +11,9 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 from apphelpers import bearer, make_app
 
+from conversation.keys import Keys
 from conversation.store import Store
-from gateway.attachments import AttachmentStore
+from conversation.store.files import AttachmentStore
 from gateway.workers.pollers import StorePollContext
 
 Client = TestClient[Any, Any]
@@ -26,7 +27,7 @@ async def client(aiohttp_client: Any, redis_client: aioredis.Redis, key_prefix: 
 
 @pytest.fixture
 def files(redis_client: aioredis.Redis, key_prefix: str) -> AttachmentStore:
-    return AttachmentStore(redis_client, key_prefix, public_url="https://gw.example/")
+    return AttachmentStore(redis_client, Keys(key_prefix), public_url="https://gw.example/")
 
 
 async def test_keeping_a_file_twice_stores_it_once(files: AttachmentStore, redis_client: aioredis.Redis,
@@ -81,7 +82,7 @@ async def test_a_pollers_context_keeps_files_where_the_api_serves_them(
     client: Client, redis_client: aioredis.Redis, key_prefix: str
 ) -> None:
     store = Store(redis_client, prefix=key_prefix)
-    ctx = StorePollContext(store, "mail", AttachmentStore(redis_client, key_prefix, public_url="https://gw.example"))
+    ctx = StorePollContext(store, "mail", AttachmentStore(redis_client, Keys(key_prefix), public_url="https://gw.example"))
     url = await ctx.keep_attachment("original.eml", "message/rfc822", b"Subject: hi\r\n\r\nbody\r\n")
     auth = await bearer(redis_client, key_prefix, "agent")
     resp = await client.get(url.removeprefix("https://gw.example"), headers=auth)

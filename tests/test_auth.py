@@ -9,7 +9,9 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 from apphelpers import bearer, make_app
 
-from gateway.auth import Principal, Role, TokenStore, digest
+from conversation.keys import Keys
+from conversation.store.tokens import TokenNameTaken, Tokens, digest
+from gateway.auth import Principal, Role, principal_of
 
 Client = TestClient[Any, Any]
 
@@ -19,37 +21,62 @@ async def client(aiohttp_client: Any, redis_client: aioredis.Redis, key_prefix: 
     return await aiohttp_client(make_app(redis_client, key_prefix))  # type: ignore[no-any-return]
 
 
+def token_store(redis: aioredis.Redis, prefix: str) -> Tokens:
+    return Tokens(redis, Keys(prefix))
+
+
 async def test_a_created_token_authenticates_its_principal(redis_client: aioredis.Redis, key_prefix: str) -> None:
-    tokens = TokenStore(redis_client, key_prefix)
+    tokens = token_store(redis_client, key_prefix)
     token = await tokens.create("ana", "supervisor")
     assert token.startswith("ogt_") and len(token) > 40
-    assert await tokens.lookup(token) == Principal("ana", Role.SUPERVISOR)
-    assert await tokens.lookup(token + "x") is None
-    assert await tokens.lookup("not-a-token") is None
-    assert await tokens.create("ana", "supervisor") != token  # every token is new
+    assert await principal_of(tokens, token) == Principal("ana", Role.SUPERVISOR)
+    assert await principal_of(tokens, token + "x") is None
+    assert await principal_of(tokens, "not-a-token") is None
+    other = await tokens.create("ben", "supervisor")
+    assert other != token  # every token is new
 
 
 async def test_the_plain_token_is_stored_nowhere(redis_client: aioredis.Redis, key_prefix: str) -> None:
-    token = await TokenStore(redis_client, key_prefix).create("ana", "admin")
+    token = await token_store(redis_client, key_prefix).create("ana", "admin")
     secret = token.encode()
-    keys = [k async for k in redis_client.scan_iter(match=f"{key_prefix}:*")]
-    assert keys == [f"{key_prefix}:token:{digest(token)}".encode()]
+    keys = sorted([k async for k in redis_client.scan_iter(match=f"{key_prefix}:*")])
+    assert keys == sorted([f"{key_prefix}:token:{digest(token)}".encode(), f"{key_prefix}:tokens".encode()])
     for key in keys:
         assert secret not in key
         stored = await redis_client.hgetall(key)
         assert all(secret not in k and secret not in v for k, v in stored.items())
-        assert set(stored) == {b"name", b"role", b"created_ms"}
+    assert set(await redis_client.hgetall(keys[0])) == {b"name", b"role", b"created_ms"}
 
 
 async def test_revoked_and_unknown_roles(redis_client: aioredis.Redis, key_prefix: str) -> None:
-    tokens = TokenStore(redis_client, key_prefix)
+    tokens = token_store(redis_client, key_prefix)
     with pytest.raises(ValueError):
         await tokens.create("ana", "root")
     with pytest.raises(ValueError):
         await tokens.create("  ", "agent")
-    token = await tokens.create("ana", Role.AGENT)
+    token = await tokens.create("ana", Role.AGENT.value)
     assert await tokens.revoke(token)
     assert await tokens.lookup(token) is None
+
+
+@pytest.mark.parametrize("name", ["me", "ME", " me "])
+async def test_reserved_names_get_no_token(redis_client: aioredis.Redis, key_prefix: str, name: str) -> None:
+    # "me" means the caller in assign and filters: a principal named "me" would be everyone's.
+    with pytest.raises(ValueError, match="reserved"):
+        await token_store(redis_client, key_prefix).create(name, "admin")
+
+
+async def test_a_name_has_one_live_token_until_revoked(redis_client: aioredis.Redis, key_prefix: str) -> None:
+    tokens = token_store(redis_client, key_prefix)
+    first = await tokens.create("ana", "agent")
+    with pytest.raises(TokenNameTaken):
+        await tokens.create("ana", "admin")  # not a second valid token behind the first one's back
+    assert (await tokens.lookup(first)) is not None
+    assert [(r.name, r.role) for r in await tokens.list()] == [("ana", "agent")]
+    assert await tokens.revoke_name("ana") == 1
+    assert await tokens.lookup(first) is None and await tokens.list() == []
+    again = await tokens.create("ana", "admin")
+    assert (await principal_of(tokens, again)) == Principal("ana", Role.ADMIN)
 
 
 def test_roles_are_ordered() -> None:
@@ -77,7 +104,7 @@ async def test_requests_without_a_valid_token_get_401(client: Client, headers: d
 
 async def test_a_revoked_token_stops_working(client: Client, redis_client: aioredis.Redis,
                                              key_prefix: str) -> None:
-    tokens = TokenStore(redis_client, key_prefix)
+    tokens = token_store(redis_client, key_prefix)
     token = await tokens.create("ana", "agent")
     headers = {"Authorization": f"Bearer {token}"}
     assert (await client.get("/v1/conversations", headers=headers)).status == 200
@@ -87,7 +114,7 @@ async def test_a_revoked_token_stops_working(client: Client, redis_client: aiore
 
 async def test_the_bearer_scheme_is_case_insensitive(client: Client, redis_client: aioredis.Redis,
                                                      key_prefix: str) -> None:
-    token = await TokenStore(redis_client, key_prefix).create("ana", "agent")
+    token = await token_store(redis_client, key_prefix).create("ana", "agent")
     assert (await client.get("/v1/conversations", headers={"Authorization": f"bearer {token}"})).status == 200
 
 

@@ -223,9 +223,9 @@ def test_routing_first_matching_rule_wins() -> None:
         RoutingRule(queue="urgent", priority=9, keyword="urgent"),
         RoutingRule(queue="sms", channel="sms"),
     ])
-    assert routing.pick(channel="sms", instance="sms", text="This is URGENT!") == Route("urgent", 9)
-    assert routing.pick(channel="sms", instance="sms", text="insurgent poetry") == Route("sms", 3)
-    assert routing.pick(channel="email", instance="mail", text="hello") == Route("general", 3)
+    assert routing.pick(channel="sms", instance="sms", text="This is URGENT!") == Route("urgent", 9, "rule 1")
+    assert routing.pick(channel="sms", instance="sms", text="insurgent poetry") == Route("sms", 3, "rule 2")
+    assert routing.pick(channel="email", instance="mail", text="hello") == Route("general", 3, "default")
 
 
 def test_config_can_be_built_in_code() -> None:

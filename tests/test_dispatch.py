@@ -12,14 +12,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
+from connectors.base import Connector
 from connectors.sms.twilio import TwilioConnector
 from connectors.testing.fake_twilio import FakeTwilio
+from conversation.ids import conversation_of
 from conversation.model import DeliveryStatus, Identity, InboundMessage
+from conversation.service import Core, DeliveryPolicy, ReplyIntent
 from conversation.store import Route, Store
-from gateway.outbox import ReplyIntent, enqueue_reply, enqueue_send, store_intent
-from gateway.workers.dispatch import GROUP, Dispatcher
+from conversation.store.streams import OUTBOUND_GROUP as GROUP
+from gateway.workers.dispatch import Dispatcher
 
 ACCOUNT_SID = "AC" + "2" * 32
 AUTH_TOKEN = "e" * 32
@@ -50,16 +54,31 @@ async def connector(twilio: FakeTwilio) -> AsyncIterator[TwilioConnector]:
     await conn.aclose()
 
 
+def dispatcher_for(store: Store, connectors: dict[str, Connector[Any]], *, consumer: str | None = None,
+                   **policy: Any) -> Dispatcher:
+    core = Core(store, channels=connectors, delivery=DeliveryPolicy(**policy))
+    return Dispatcher(core, connectors, consumer=consumer)
+
+
+async def enqueue_send(store: Store, mid: str, attempt: int = 0) -> None:
+    await store.outbox.enqueue({"m": mid, "a": str(attempt)})
+
+
+async def enqueue_reply(store: Store, intent: ReplyIntent) -> None:
+    await store.outbox.enqueue({"c": intent.conversation_id, "r": msgspec.json.encode(intent), "a": "0"})
+
+
 async def queued_reply(store: Store, text: str = "Your refund is on its way") -> str:
     """A customer who wrote once, and an agent's reply to them, queued for the dispatcher."""
-    cid = await store.resolve_customer(CUSTOMER)
-    await store.append_inbound(
+    cid = await store.identities.resolve(CUSTOMER)
+    await store.threads.append_inbound(
         cid,
         InboundMessage(instance="sms", channel="sms", provider_message_id=f"SMin{time.time_ns()}", sender=CUSTOMER,
                        text="refund?"),
         partition=0, entry_id=f"{int(time.time() * 1000)}-0", route=Route("default", 5),
     )
-    msg, _ = await store.append_outbound(cid, text=text, channel="sms", instance="sms", to=CUSTOMER, author="ana")
+    msg, _, _ = await store.threads.append_outbound(cid, text=text, channel="sms", instance="sms", to=CUSTOMER,
+                                                    author="ana")
     await enqueue_send(store, msg.id)
     return msg.id
 
@@ -77,7 +96,7 @@ async def run_until(dispatcher: Dispatcher, done: Any, within: float = 10.0) -> 
 
 
 async def status_of(store: Store, mid: str) -> DeliveryStatus:
-    return (await store.get_message(mid)).status
+    return (await store.timeline.get_message(mid)).status
 
 
 async def test_transient_errors_are_retried_after_retry_after(
@@ -86,7 +105,7 @@ async def test_transient_errors_are_retried_after_retry_after(
     mid = await queued_reply(store)
     twilio.fail_next(429, retry_after=1)
     twilio.fail_next(503)
-    dispatcher = Dispatcher(store, {"sms": connector}, backoff_base=0.05, visibility_timeout=5)
+    dispatcher = dispatcher_for(store, {"sms": connector}, backoff_base=0.05, visibility_timeout=5)
     started = time.monotonic()
 
     async def sent() -> bool:
@@ -95,8 +114,29 @@ async def test_transient_errors_are_retried_after_retry_after(
     await run_until(dispatcher, sent)
     assert time.monotonic() - started >= 1.0  # Retry-After: 1 was honoured
     assert twilio.attempts == 3 and len(twilio.messages) == 1
-    msg = await store.get_message(mid)
+    msg = await store.timeline.get_message(mid)
     assert msg.provider_message_id == twilio.messages[0]["sid"]
+
+
+async def test_a_reply_being_retried_shows_its_attempts_error_and_next_attempt(
+    store: Store, connector: TwilioConnector, twilio: FakeTwilio
+) -> None:
+    mid = await queued_reply(store)
+    twilio.fail_next(503)
+    dispatcher = dispatcher_for(store, {"sms": connector}, backoff_base=60)  # the retry waits a minute
+    started = time.time()
+
+    async def waiting() -> bool:
+        return (await store.timeline.get_message(mid)).last_error is not None
+
+    await run_until(dispatcher, waiting)
+    message = await store.timeline.get_message(mid)
+    shown = msgspec.json.decode(msgspec.json.encode(message))  # as the API shows it
+    assert shown["status"] == "queued" and shown["attempts"] == 1 and shown["error"] is None
+    assert shown["last_error"] == "20500: Internal Server Error"  # Twilio's words for the 503
+    assert shown["next_attempt_at"] is not None and message.next_attempt_at is not None
+    assert started + 29 < message.next_attempt_at.timestamp() < started + 61  # the upper half of 60 s
+    assert twilio.messages == []
 
 
 async def test_permanent_error_fails_at_once_with_the_reason(
@@ -104,13 +144,13 @@ async def test_permanent_error_fails_at_once_with_the_reason(
 ) -> None:
     mid = await queued_reply(store)
     twilio.fail_next(400, 21211)
-    dispatcher = Dispatcher(store, {"sms": connector}, backoff_base=0.05)
+    dispatcher = dispatcher_for(store, {"sms": connector}, backoff_base=0.05)
 
     async def failed() -> bool:
         return await status_of(store, mid) == DeliveryStatus.FAILED
 
     await run_until(dispatcher, failed)
-    msg = await store.get_message(mid)
+    msg = await store.timeline.get_message(mid)
     assert msg.error and "21211" in msg.error
     assert twilio.attempts == 1 and twilio.messages == []
 
@@ -120,13 +160,13 @@ async def test_unsubscribed_recipient_is_marked_opted_out(
 ) -> None:
     mid = await queued_reply(store)
     twilio.fail_next(400, 21610)
-    dispatcher = Dispatcher(store, {"sms": connector}, backoff_base=0.05)
+    dispatcher = dispatcher_for(store, {"sms": connector}, backoff_base=0.05)
 
     async def failed() -> bool:
         return await status_of(store, mid) == DeliveryStatus.FAILED
 
     await run_until(dispatcher, failed)
-    customer = await store.get_customer(mid.rpartition(".")[0])
+    customer = await store.threads.get_customer(conversation_of(mid))
     assert [i.opted_out for i in customer.identities if i.address == CUSTOMER.address] == [True]
 
 
@@ -135,15 +175,15 @@ async def test_out_of_attempts_goes_to_the_dead_letter_stream(
 ) -> None:
     mid = await queued_reply(store)
     twilio.fail_next(500, times=3)
-    dispatcher = Dispatcher(store, {"sms": connector}, backoff_base=0.02, max_attempts=3)
+    dispatcher = dispatcher_for(store, {"sms": connector}, backoff_base=0.02, max_attempts=3)
 
     async def failed() -> bool:
         return await status_of(store, mid) == DeliveryStatus.FAILED
 
     await run_until(dispatcher, failed)
-    msg = await store.get_message(mid)
+    msg = await store.timeline.get_message(mid)
     assert msg.error and "gave up after 3 attempts" in msg.error
-    letters, _ = await store.list_dead_letters()
+    letters, _ = await store.dead_letters.list()
     assert [(stream, fields["message_id"]) for stream, _, fields in letters] == [("outbound", mid)]
     assert twilio.attempts == 3 and twilio.messages == []
 
@@ -157,10 +197,10 @@ async def test_a_recorded_provider_id_is_never_sent_twice(
     await store.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
     reply = await store.redis.xreadgroup(GROUP, "worker-a", {stream: ">"}, count=1)
     assert reply and reply[0][1][0][1][b"m"].decode() == mid
-    a = Dispatcher(store, {"sms": connector}, consumer="worker-a", visibility_timeout=0.5)
+    a = dispatcher_for(store, {"sms": connector}, consumer="worker-a", visibility_timeout=0.5)
     assert await a.send_entry(mid, 0) == "sent"  # ... and worker A never acks: it crashed here
 
-    b = Dispatcher(store, {"sms": connector}, consumer="worker-b", visibility_timeout=0.5)
+    b = dispatcher_for(store, {"sms": connector}, consumer="worker-b", visibility_timeout=0.5)
 
     async def reclaimed() -> bool:
         pending = await store.redis.xpending(stream, GROUP)
@@ -175,7 +215,7 @@ async def test_duplicate_entries_send_once(store: Store, connector: TwilioConnec
     mid = await queued_reply(store)
     for _ in range(3):  # e.g. a retried API request queued it again
         await enqueue_send(store, mid)
-    dispatcher = Dispatcher(store, {"sms": connector})
+    dispatcher = dispatcher_for(store, {"sms": connector})
     await store.redis.xgroup_create(store.keys.outbound_stream(), GROUP, id="0", mkstream=True)
 
     async def drained() -> bool:
@@ -193,23 +233,23 @@ async def test_a_reply_whose_writer_died_before_storing_it_is_stored_and_sent_on
     between loses nothing: the dispatcher stores the reply from the entry, then sends it; the
     client's retry with the same Idempotency-Key meets the same message and sends nothing more."""
     mid = await queued_reply(store)  # the customer, who wrote in once
-    cid = mid.rpartition(".")[0]
+    cid = conversation_of(mid)
     intent = ReplyIntent(conversation_id=cid, key="req-7", text="Your parcel left today", channel="sms",
                          instance="sms", to=CUSTOMER, author="ana")
     await enqueue_reply(store, intent)  # ...and the API process died here
-    dispatcher = Dispatcher(store, {"sms": connector})
+    dispatcher = dispatcher_for(store, {"sms": connector})
     await store.redis.xgroup_create(store.keys.outbound_stream(), GROUP, id="0", mkstream=True)
 
     async def recovered() -> list[str]:
-        messages, _ = await store.list_messages(cid)
+        messages, _ = await store.timeline.list_messages(cid)
         return [m.id for m in messages if m.text == intent.text and m.status == DeliveryStatus.SENT]
 
     await run_until(dispatcher, recovered)
     # The client retries the request: the same key finds the stored reply.
     await enqueue_reply(store, intent)
-    again, created = await store_intent(store, intent)
+    again, created = await Core(store).replies.store_intent(intent)
     assert not created and [again.id] == await recovered()
-    dispatcher = Dispatcher(store, {"sms": connector})
+    dispatcher = dispatcher_for(store, {"sms": connector})
 
     async def drained() -> bool:
         return int((await store.redis.xpending(store.keys.outbound_stream(), GROUP))["pending"]) == 0
@@ -217,7 +257,7 @@ async def test_a_reply_whose_writer_died_before_storing_it_is_stored_and_sent_on
     await run_until(dispatcher, drained)
     await asyncio.sleep(0.3)
     assert [m["Body"] for m in twilio.messages].count(intent.text) == 1
-    assert [m.text for m in (await store.list_messages(cid))[0]].count(intent.text) == 1
+    assert [m.text for m in (await store.timeline.list_messages(cid))[0]].count(intent.text) == 1
 
 
 async def test_worker_killed_mid_send_is_recovered_by_another_without_double_send(
@@ -259,7 +299,7 @@ api_base_url = "{twilio.base_url}"
     assert await status_of(store, mid) == DeliveryStatus.QUEUED
     assert twilio.messages == []
 
-    rescuer = Dispatcher(store, {"sms": connector}, consumer="rescuer", visibility_timeout=2.0)
+    rescuer = dispatcher_for(store, {"sms": connector}, consumer="rescuer", visibility_timeout=2.0)
 
     async def sent() -> bool:
         return await status_of(store, mid) == DeliveryStatus.SENT
@@ -267,4 +307,4 @@ api_base_url = "{twilio.base_url}"
     await run_until(rescuer, sent, within=15)
     await asyncio.sleep(0.3)
     assert len(twilio.messages) == 1 and twilio.attempts == 2
-    assert (await store.get_message(mid)).provider_message_id == twilio.messages[0]["sid"]
+    assert (await store.timeline.get_message(mid)).provider_message_id == twilio.messages[0]["sid"]

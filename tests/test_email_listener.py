@@ -21,7 +21,7 @@ from connectors.email.listener import SmtpListener
 from connectors.email.settings import EmailSettings
 from conversation.model import DeliveryStatus, Identity, InboundMessage, StatusUpdate
 from conversation.store import Store
-from gateway.attachments import AttachmentStore
+from conversation.store.files import AttachmentStore
 from gateway.testing import GatewayUnderTest, eventually, free_port
 from gateway.workers.pollers import StorePollContext
 
@@ -59,7 +59,7 @@ class FlakyContext(StorePollContext):
 
 @pytest.fixture
 async def listener(store: Store) -> AsyncIterator[SmtpListener]:
-    ctx = FlakyContext(store, "mail", AttachmentStore(store.redis, store.keys.prefix, public_url="http://gw"))
+    ctx = FlakyContext(store, "mail", AttachmentStore(store.redis, store.keys, public_url="http://gw"))
     async with SmtpListener(settings(), ctx) as running:
         yield running
 
@@ -68,7 +68,7 @@ async def recorded(store: Store) -> list[InboundMessage | StatusUpdate]:
     out = []
     for p in range(store.partitions):
         for _, fields in await store.redis.xrange(store.keys.ingest_stream(p)):
-            out.append(store.decode_entry(fields))
+            out.append(store.ingest.decode(fields))
     return out
 
 
@@ -92,9 +92,9 @@ async def test_mail_for_our_address_is_recorded_before_it_is_accepted(listener: 
     assert msg.provider_message_id == "<m1@example.net>" and msg.channel == "email" and not msg.auto_reply
     pdf_att, original = msg.attachments
     assert pdf_att.name == "receipt.pdf" and pdf_att.url.startswith("http://gw/v1/attachments/")
-    kept = await AttachmentStore(store.redis, store.keys.prefix, public_url="").get(pdf_att.url.rpartition("/")[2])
+    kept = await AttachmentStore(store.redis, store.keys, public_url="").get(pdf_att.url.rpartition("/")[2])
     assert kept is not None and kept.data == b"%PDF-1.4 receipt" and kept.content_type == "application/pdf"
-    orig = await AttachmentStore(store.redis, store.keys.prefix, public_url="").get(original.url.rpartition("/")[2])
+    orig = await AttachmentStore(store.redis, store.keys, public_url="").get(original.url.rpartition("/")[2])
     assert orig is not None and orig.data.startswith(b"Return-Path: <ana@example.net>\r\n")
     # the sending server retrying the same message stores nothing new
     await send(listener, raw)
@@ -141,7 +141,7 @@ async def test_a_recording_failure_answers_451_and_the_retry_is_kept(listener: S
 async def test_unusable_mail_is_accepted_and_dead_lettered(listener: SmtpListener, store: Store) -> None:
     await send(listener, mail(sender=""))  # no From at all
     assert await recorded(store) == []
-    rows, _ = await store.list_dead_letters()
+    rows, _ = await store.dead_letters.list()
     assert len(rows) == 1 and "no sender address" in rows[0][2]["reason"]
 
 
@@ -266,7 +266,7 @@ async def test_email_end_to_end_threads_replies_and_bounces(
                                           "Ana is away; the router is in room 4."]
     status, found = await gw.api("GET", "/v1/customers?identity=email:bob@example.org", token)
     assert status == 200 and isinstance(found, dict) and found["items"] == []  # not linked by default
-    assert await gw.store.merge_suggestions() == {"email:bob@example.org": cid}
+    assert await gw.store.identities.merge_suggestions() == {"email:bob@example.org": cid}
 
     # 4. a bounce for our email marks it failed with the server's reason; no customer message
     bounce = (
@@ -305,11 +305,11 @@ async def test_sms_then_email_from_a_linked_address_is_one_thread(
     token = await gw.token("agent")
     phone = Identity("phone", "+34600111222")
     # The customer texts first (recorded as the SMS webhook would), and her email is linked to her.
-    await gw.store.record_inbound([InboundMessage(instance="sms", channel="sms", provider_message_id="SM1",
+    await gw.store.ingest.record([InboundMessage(instance="sms", channel="sms", provider_message_id="SM1",
                                                   sender=phone, text="Hi, it's Ana, by SMS",
                                                   received_at_ms=int(time.time() * 1000))])
-    cid = await eventually(lambda: gw.store.known_customer(phone))
-    assert await gw.store.link_identity(Identity("email", "ana@example.net"), cid) == cid
+    cid = await eventually(lambda: gw.store.identities.known(phone))
+    assert await gw.core.identities.link(Identity("email", "ana@example.net"), cid, "agent") == cid
 
     await smtp_in(listen, mail(sender="ANA@example.net", body="And now by email."), "ana@example.net")
 

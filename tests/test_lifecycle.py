@@ -146,7 +146,7 @@ shutdown_grace = 20
     assert code == 0
     assert [m["Body"] for m in twilio.messages] == ["On its way"]
     store = Store(redis_client, prefix=key_prefix)
-    assert (await store.get_message(mid)).status == DeliveryStatus.SENT
+    assert (await store.timeline.get_message(mid)).status == DeliveryStatus.SENT
 
 
 

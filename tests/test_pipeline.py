@@ -288,14 +288,21 @@ async def test_malformed_payload_is_dead_lettered_and_replayable(
     gateway: GatewayUnderTest, twilio: FakeTwilio
 ) -> None:
     token = await gateway.token("admin")
-    params = inbound_message_params("not-a-phone-number", BUSINESS, "hello from nowhere", account_sid=ACCOUNT_SID)
+    params = inbound_message_params(new_number(), BUSINESS, "hello from nowhere", account_sid=ACCOUNT_SID)
+    params["NumMedia"] = "two"  # authentic, but no parser can use it
     status, _ = await twilio.post_webhook(gateway.url("/webhooks/sms/messages"), params)
     assert status == 200  # acknowledged: retrying cannot help
     status, listing = await gateway.api("GET", "/v1/dead-letters", token)
     assert status == 200
     items = listing["items"]  # type: ignore[index]
     assert len(items) == 1 and items[0]["stream"] == "inbound"
-    assert "hello from nowhere" in items[0]["fields"]["body"].replace("+", " ")
+    # The operator reads it as sent: the form as its fields, with why and when.
+    letter = items[0]
+    assert letter["payload"]["Body"] == "hello from nowhere" and letter["payload"]["NumMedia"] == "two"
+    assert letter["content_type"] == "application/x-www-form-urlencoded"
+    assert "NumMedia 'two' is not a number" in letter["reason"] and letter["instance"] == "sms"
+    assert letter["received_at"].startswith("20")
+    assert "hello+from+nowhere" in letter["fields"]["body"]  # and the raw request, for the replay
 
     # Replaying it as it is fails clearly and keeps it.
     status, body = await gateway.api("POST", f"/v1/dead-letters/{items[0]['id']}/replay", token)

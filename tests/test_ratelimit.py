@@ -10,12 +10,15 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from apphelpers import bearer, make_app
 
-from gateway.ratelimit import LocalRateLimiter, RateLimiter, local_rate_limit_middleware
+from conversation.keys import Keys
+from conversation.store import Store
+from conversation.store.ratelimit import RateLimiter
+from gateway.ratelimit import LocalRateLimiter, local_rate_limit_middleware
 
 
 async def test_redis_limiter_allows_the_limit_then_says_when(redis_client: aioredis.Redis,
                                                              key_prefix: str) -> None:
-    limiter = RateLimiter(redis_client, key_prefix)
+    limiter = RateLimiter(redis_client, Keys(key_prefix))
     results = [await limiter.hit("ana", 5, 1.0) for _ in range(6)]
     assert [ok for ok, _ in results] == [True] * 5 + [False]
     retry = results[-1][1]
@@ -27,7 +30,7 @@ async def test_redis_limiter_allows_the_limit_then_says_when(redis_client: aiore
 
 
 async def test_redis_limiter_keys_expire(redis_client: aioredis.Redis, key_prefix: str) -> None:
-    await RateLimiter(redis_client, key_prefix).hit("ana", 10, 60)
+    await RateLimiter(redis_client, Keys(key_prefix)).hit("ana", 10, 60)
     ttl = await redis_client.pttl(f"{key_prefix}:rl:ana")
     assert 0 < ttl <= 6_000  # one emission interval: an idle subject costs nothing for long
 
@@ -36,7 +39,7 @@ async def test_redis_limiter_is_shared_by_every_process(redis_client: aioredis.R
                                                         key_prefix: str) -> None:
     other = aioredis.Redis.from_url(redis_url)
     try:
-        a, b = RateLimiter(redis_client, key_prefix), RateLimiter(other, key_prefix)
+        a, b = RateLimiter(redis_client, Keys(key_prefix)), RateLimiter(other, Keys(key_prefix))
         assert [(await lim.hit("ana", 4, 60))[0] for lim in (a, b, a, b, a, b)] == [True] * 4 + [False] * 2
     finally:
         await other.aclose()
@@ -97,6 +100,7 @@ async def test_the_api_limits_each_principal(aiohttp_client: Any, redis_client: 
     body = await resp.json()
     assert body["error"]["code"] == "rate_limited" and body["error"]["message"]
     assert (await client.get("/v1/conversations", headers=ben)).status == 200
-    # a second token of the same principal shares the limit
+    # a new token of the same principal (the old one revoked) shares the limit
+    await Store(redis_client, prefix=key_prefix).tokens.revoke_name("ana")
     ana_again = await bearer(redis_client, key_prefix, "agent", "ana")
     assert (await client.get("/v1/conversations", headers=ana_again)).status == 429

@@ -36,7 +36,7 @@ async def test_url_verification_is_answered_with_the_challenge(gateway: GatewayU
 
 async def _recorded(gw: GatewayUnderTest, ts: str, user: str) -> bool:
     store = gw.store
-    key = store.keys.dedupe(store.partition_for(identity(user)), INSTANCE, f"D0DMCHAN01:{ts}")
+    key = store.keys.dedupe(store.ingest.partition_for(identity(user)), INSTANCE, f"D0DMCHAN01:{ts}")
     return bool(await store.redis.exists(key))
 
 
@@ -125,17 +125,23 @@ async def test_edits_and_deletions_are_recorded_on_the_stored_message(gateway: G
     assert len(items) == 2
     assert items[0]["edited_at"] is not None and not items[0]["deleted"]
     assert items[1]["text"] == "" and items[1]["edited_at"] is not None
-    events = [e for _, e in await gateway.store.read_events(count=1000) if e.type == "message.updated"]
+    events = [e for _, e in await gateway.store.events.read(count=1000) if e.type == "message.updated"]
     assert sorted((e.message_id, e.status) for e in events) == [(f"{cid}.0", "edited"), (f"{cid}.1", "deleted")]
 
 
 async def test_unparseable_authentic_payload_is_acked_and_dead_lettered(gateway: GatewayUnderTest) -> None:
     status, _ = await post_event(gateway, {"type": "event_callback", "team_id": TEAM, "event_id": "Ev1"})
     assert status == 200
-    letters, _ = await gateway.store.list_dead_letters()
+    letters, _ = await gateway.store.dead_letters.list()
     assert any("without an event object" in fields["reason"] for _, _, fields in letters)
     await asyncio.sleep(0)
     assert await thread(gateway, identity("nobody")) == []
+    # The operator reads the JSON payload as JSON, not as an escaped string.
+    status, page = await gateway.api("GET", "/v1/dead-letters", await gateway.token("admin"))
+    assert status == 200 and isinstance(page, dict)
+    [letter] = [i for i in page["items"] if "without an event object" in i["reason"]]
+    assert letter["payload"] == {"type": "event_callback", "team_id": TEAM, "event_id": "Ev1"}
+    assert letter["content_type"] == "application/json"
 
 
 async def test_a_shared_file_is_kept_and_agents_open_it_through_the_gateway(gateway: GatewayUnderTest,

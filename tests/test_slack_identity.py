@@ -17,7 +17,7 @@ from gateway.testing import GatewayUnderTest, eventually
 async def _wrote_by_email(gw: GatewayUnderTest, address: str, text: str) -> str:
     """The customer writes in by email first (recorded through the ingest path, as the email connector does)."""
     sender = Identity("email", address)
-    await gw.store.record_inbound([InboundMessage(
+    await gw.store.ingest.record([InboundMessage(
         instance="mail", channel="email", provider_message_id=f"<{uuid.uuid4().hex}@mail.example.com>",
         sender=sender, text=text, subject="Invoice")])
     await wait_for_text(gw, sender, text)
@@ -42,7 +42,7 @@ async def test_a_confirmed_profile_email_joins_the_customers_thread(gateway: Gat
     messages = await wait_for_text(gateway, Identity("email", address), "Following up here on Slack")
     assert [(m.channel, m.text) for m in messages] == [("email", "My invoice is wrong"),
                                                        ("slack", "Following up here on Slack")]
-    customer = await gateway.store.get_customer(cid)
+    customer = await gateway.store.threads.get_customer(cid)
     assert {i.key for i in customer.identities} == {f"email:{address}", identity(user).key}
     assert customer.name == "Ana Lima"
 

@@ -62,5 +62,5 @@ async def test_ignored_and_malformed_envelopes_are_acked_too(gateway: GatewayUnd
     broken = await slack.push_event({"type": "event_callback", "team_id": "T1"})
     await slack.wait_for_ack(ignored)
     await slack.wait_for_ack(broken)
-    letters, _ = await gateway.store.list_dead_letters()
+    letters, _ = await gateway.store.dead_letters.list()
     assert any("without an event object" in fields["reason"] for _, _, fields in letters)

@@ -11,7 +11,9 @@ import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
+from conversation.activity import SYSTEM
 from conversation.model import DeliveryStatus, Identity, InboundMessage, StatusUpdate
+from conversation.service import Core
 from conversation.store import Route, Store, ThreadState
 
 PHONE = Identity("phone", "+34600111222")
@@ -33,7 +35,7 @@ async def test_concurrent_first_contacts_create_one_customer(redis_url: str, key
     clients = [aioredis.Redis.from_url(redis_url) for _ in range(20)]
     try:
         stores = [Store(c, prefix=key_prefix) for c in clients]
-        ids = await asyncio.gather(*(s.resolve_customer(Identity("phone", "+34600999000")) for s in stores))
+        ids = await asyncio.gather(*(s.identities.resolve(Identity("phone", "+34600999000")) for s in stores))
         assert len(set(ids)) == 1
     finally:
         for c in clients:
@@ -41,106 +43,111 @@ async def test_concurrent_first_contacts_create_one_customer(redis_url: str, key
 
 
 async def test_a_linked_identity_is_listed_on_its_customer_before_it_writes(store: Store) -> None:
-    cid = await store.resolve_customer(PHONE)
-    await store.append_inbound(cid, inbound("hello", "SM1"), partition=1, entry_id="100-0", route=ROUTE)
+    cid = await store.identities.resolve(PHONE)
+    await store.threads.append_inbound(cid, inbound("hello", "SM1"), partition=1, entry_id="100-0", route=ROUTE)
     email = Identity("email", "ana@example.com")
-    assert await store.link_identity(email, cid) == cid
-    assert await store.link_identity(email, "someone-else") == cid  # the first link wins
-    customer = await store.get_customer(cid)
+    core = Core(store)
+    assert await core.identities.link(email, cid, "verified_email") == cid
+    assert await core.identities.link(email, "someone-else", "verified_email") == cid  # the first link wins
+    customer = await store.threads.get_customer(cid)
     assert [i.key for i in customer.identities] == [PHONE.key, email.key]
     # Also for a customer whose thread has no message yet (a web chat session with a verified email).
-    fresh = await store.resolve_customer(Identity("webchat", "v-1"))
-    await store.link_identity(Identity("email", "bo@example.com"), fresh)
-    assert [i.key for i in (await store.get_customer(fresh)).identities] == ["email:bo@example.com"]
+    fresh = await store.identities.resolve(Identity("webchat", "v-1"))
+    await core.identities.link(Identity("email", "bo@example.com"), fresh, "session")
+    assert [i.key for i in (await store.threads.get_customer(fresh)).identities] == ["email:bo@example.com"]
 
 
 async def test_replayed_entry_is_not_appended_twice(store: Store) -> None:
-    cid = await store.resolve_customer(PHONE)
-    first = await store.append_inbound(cid, inbound("hello", "SM1"), partition=1, entry_id="100-0", route=ROUTE)
-    again = await store.append_inbound(cid, inbound("hello", "SM1"), partition=1, entry_id="100-0", route=ROUTE)
-    older = await store.append_inbound(cid, inbound("older", "SM0"), partition=1, entry_id="99-5", route=ROUTE)
-    later = await store.append_inbound(cid, inbound("later", "SM2"), partition=1, entry_id="100-1", route=ROUTE)
-    assert (first.applied, again.applied, older.applied, later.applied) == (True, False, False, True)
-    messages, _ = await store.list_messages(cid)
+    cid = await store.identities.resolve(PHONE)
+    first = await store.threads.append_inbound(cid, inbound("hello", "SM1"), partition=1, entry_id="100-0", route=ROUTE)
+    again = await store.threads.append_inbound(cid, inbound("hello", "SM1"), partition=1, entry_id="100-0", route=ROUTE)
+    older = await store.threads.append_inbound(cid, inbound("older", "SM0"), partition=1, entry_id="99-5", route=ROUTE)
+    later = await store.threads.append_inbound(cid, inbound("later", "SM2"), partition=1, entry_id="100-1", route=ROUTE)
+    assert [c.state.applied for c in (first, again, older, later) if c.state] == [True, False, False, True]
+    messages, _ = await store.timeline.list_messages(cid)
     assert [m.text for m in messages] == ["hello", "later"]
     # another partition (another identity of the same customer) has its own watermark
-    other = await store.append_inbound(cid, inbound("by email", "E1", Identity("email", "a@b.c")),
+    other = await store.threads.append_inbound(cid, inbound("by email", "E1", Identity("email", "a@b.c")),
                                        partition=2, entry_id="50-0", route=ROUTE)
-    assert other.applied
+    assert other.state is not None and other.state.applied
 
 
 async def test_dedupe_and_record_is_one_atomic_call(store: Store, redis_client: aioredis.Redis) -> None:
     msg = inbound("hi", "SMdup")
-    assert (await store.record_inbound([msg]))[0] is not None
-    assert (await store.record_inbound([msg])) == [None]
-    p = store.partition_for(PHONE)
+    assert (await store.ingest.record([msg]))[0] is not None
+    assert (await store.ingest.record([msg])) == [None]
+    p = store.ingest.partition_for(PHONE)
     assert await redis_client.xlen(store.keys.ingest_stream(p)) == 1
     ttl = await redis_client.ttl(store.keys.dedupe(p, "sms", "SMdup"))
     assert ttl > 7 * 86400  # Meta retries for a week
 
 
 async def test_delivery_only_moves_forward(store: Store) -> None:
-    cid = await store.resolve_customer(PHONE)
-    await store.append_inbound(cid, inbound("hi", "SM1"), partition=0, entry_id="1-0", route=ROUTE)
-    msg, _ = await store.append_outbound(cid, text="yo", channel="sms", instance="sms", to=PHONE, author="a")
+    cid = await store.identities.resolve(PHONE)
+    await store.threads.append_inbound(cid, inbound("hi", "SM1"), partition=0, entry_id="1-0", route=ROUTE)
+    msg, _, _ = await store.threads.append_outbound(cid, text="yo", channel="sms", instance="sms", to=PHONE, author="a")
     seen = []
     for status in (DeliveryStatus.DELIVERED, DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.READ,
                    DeliveryStatus.DELIVERED):
-        _, d = await store.update_delivery(msg.id, status)
+        _, d, _ = await store.delivery.update(msg.id, status)
         seen.append(d.status)
     assert seen == [DeliveryStatus.DELIVERED] * 3 + [DeliveryStatus.READ] * 2
     # a failure report beats "sent", and keeps the provider's reason
-    msg2, _ = await store.append_outbound(cid, text="again", channel="sms", instance="sms", to=PHONE, author="a")
-    await store.update_delivery(msg2.id, DeliveryStatus.SENT, provider_id="SMx")
-    changed, d = await store.update_delivery(msg2.id, DeliveryStatus.FAILED, error="30003: Unreachable")
+    msg2, _, _ = await store.threads.append_outbound(cid, text="again", channel="sms", instance="sms", to=PHONE,
+                                                     author="a")
+    await store.delivery.update(msg2.id, DeliveryStatus.SENT, provider_id="SMx")
+    changed, d, _ = await store.delivery.update(msg2.id, DeliveryStatus.FAILED, error="30003: Unreachable")
     assert changed and d.status == DeliveryStatus.FAILED and d.error == "30003: Unreachable"
 
 
 async def test_status_report_before_the_provider_id_is_linked_is_applied_later(store: Store) -> None:
-    cid = await store.resolve_customer(PHONE)
-    await store.append_inbound(cid, inbound("hi", "SM1"), partition=0, entry_id="1-0", route=ROUTE)
-    msg, _ = await store.append_outbound(cid, text="yo", channel="sms", instance="sms", to=PHONE, author="a")
+    cid = await store.identities.resolve(PHONE)
+    await store.threads.append_inbound(cid, inbound("hi", "SM1"), partition=0, entry_id="1-0", route=ROUTE)
+    msg, _, _ = await store.threads.append_outbound(cid, text="yo", channel="sms", instance="sms", to=PHONE, author="a")
     early = StatusUpdate("sms", "SMfast", DeliveryStatus.DELIVERED)
-    assert await store.locate_provider_message(early) is None  # parked
-    parked = await store.link_provider_id(msg.id, "sms", "SMfast")
+    assert await store.delivery.locate(early) is None  # parked
+    parked = await store.delivery.link_provider_id(msg.id, "sms", "SMfast")
     assert parked == [early]
-    assert await store.locate_provider_message(early) == msg.id
+    assert await store.delivery.locate(early) == msg.id
 
 
 async def test_idempotency_key_returns_the_first_message(store: Store) -> None:
-    cid = await store.resolve_customer(PHONE)
-    await store.append_inbound(cid, inbound("hi", "SM1"), partition=0, entry_id="1-0", route=ROUTE)
+    cid = await store.identities.resolve(PHONE)
+    await store.threads.append_inbound(cid, inbound("hi", "SM1"), partition=0, entry_id="1-0", route=ROUTE)
     kw: dict[str, Any] = {"text": "once", "channel": "sms", "instance": "sms", "to": PHONE, "author": "a"}
-    first, created = await store.append_outbound(cid, idempotency_key="k", **kw)
-    second, created_again = await store.append_outbound(cid, idempotency_key="k", **kw)
+    first, created, _ = await store.threads.append_outbound(cid, idempotency_key="k", **kw)
+    second, created_again, _ = await store.threads.append_outbound(cid, idempotency_key="k", **kw)
     assert created and not created_again and first.id == second.id
-    messages, _ = await store.list_messages(cid)
+    messages, _ = await store.timeline.list_messages(cid)
     assert len(messages) == 2
 
 
 async def test_index_ignores_older_versions(store: Store) -> None:
-    cid = await store.resolve_customer(PHONE)
-    opened = await store.append_inbound(cid, inbound("hi", "SM1"), partition=0, entry_id="1-0", route=ROUTE)
-    resolved = await store.update_thread(cid, status="resolved")
-    await store.reindex([resolved, opened])  # the older state arrives last, as after a crash
-    assert [c.id for c in (await store.list_conversations(status="resolved"))[0]] == [cid]
-    assert (await store.list_conversations(status="open"))[0] == []
-    assert (await store.list_conversations(queue="default"))[0] == []
+    cid = await store.identities.resolve(PHONE)
+    opened = await store.threads.append_inbound(cid, inbound("hi", "SM1"), partition=0, entry_id="1-0", route=ROUTE)
+    resolved = await store.threads.update(cid, SYSTEM, status="resolved")
+    assert resolved.state and opened.state
+    await store.indexes.reindex([resolved.state, opened.state])  # the older state arrives last, as after a crash
+    assert [c.id for c in (await store.indexes.list_conversations(status="resolved"))[0]] == [cid]
+    assert (await store.indexes.list_conversations(status="open"))[0] == []
+    assert (await store.indexes.list_conversations(queue="default"))[0] == []
 
 
 async def test_conversation_paging_visits_each_once(store: Store) -> None:
     states: list[ThreadState] = []
     for i in range(23):
         ident = Identity("phone", f"+3460000{i:04d}")
-        cid = await store.resolve_customer(ident)
-        states.append(await store.append_inbound(cid, inbound(f"m{i}", f"SM{i}", ident), partition=0,
-                                                 entry_id=f"{i + 1}-0", route=ROUTE))
-    await store.reindex(states)
+        cid = await store.identities.resolve(ident)
+        change = await store.threads.append_inbound(cid, inbound(f"m{i}", f"SM{i}", ident), partition=0,
+                                                    entry_id=f"{i + 1}-0", route=ROUTE)
+        assert change.state is not None
+        states.append(change.state)
+    await store.indexes.reindex(states)
     for filters in ({}, {"status": "open"}, {"queue": "default"}):
         seen: list[str] = []
         cursor = None
         while True:
-            page, cursor = await store.list_conversations(limit=5, cursor=cursor, **filters)
+            page, cursor = await store.indexes.list_conversations(limit=5, cursor=cursor, **filters)
             seen += [c.id for c in page]
             if cursor is None:
                 break
@@ -149,13 +156,14 @@ async def test_conversation_paging_visits_each_once(store: Store) -> None:
 
 
 async def test_message_paging(store: Store) -> None:
-    cid = await store.resolve_customer(PHONE)
+    cid = await store.identities.resolve(PHONE)
     for i in range(7):
-        await store.append_inbound(cid, inbound(f"m{i}", f"SM{i}"), partition=0, entry_id=f"{i + 1}-0", route=ROUTE)
+        await store.threads.append_inbound(cid, inbound(f"m{i}", f"SM{i}"), partition=0, entry_id=f"{i + 1}-0",
+                                           route=ROUTE)
     texts: list[str] = []
     after = -1
     while True:
-        page, nxt = await store.list_messages(cid, after=after, limit=3)
+        page, nxt = await store.timeline.list_messages(cid, after=after, limit=3)
         texts += [m.text for m in page]
         if nxt is None:
             break
@@ -164,13 +172,17 @@ async def test_message_paging(store: Store) -> None:
 
 
 async def test_episodes_span_open_to_resolved(store: Store) -> None:
-    cid = await store.resolve_customer(PHONE)
-    await store.append_inbound(cid, inbound("one", "SM1"), partition=0, entry_id="1-0", route=ROUTE)
-    await store.append_outbound(cid, text="answer", channel="sms", instance="sms", to=PHONE, author="a")
-    await store.update_thread(cid, status="resolved")
-    st = await store.append_inbound(cid, inbound("two", "SM2"), partition=0, entry_id="2-0", route=ROUTE)
-    assert st.status == "open" and st.episode == 2
-    episodes = await store.episodes(cid)
+    cid = await store.identities.resolve(PHONE)
+    await store.threads.append_inbound(cid, inbound("one", "SM1"), partition=0, entry_id="1-0", route=ROUTE)
+    answer, _, _ = await store.threads.append_outbound(cid, text="answer", channel="sms", instance="sms", to=PHONE,
+                                                       author="a")
+    # Queued is not answered: the first reply of an episode is the first one sent.
+    assert (await store.threads.episodes(cid))[0].first_response_at is None
+    await store.delivery.update(answer.id, DeliveryStatus.SENT, provider_id="SMa")
+    await store.threads.update(cid, SYSTEM, status="resolved")
+    change = await store.threads.append_inbound(cid, inbound("two", "SM2"), partition=0, entry_id="2-0", route=ROUTE)
+    assert change.state is not None and change.state.status == "open" and change.state.episode == 2
+    episodes = await store.threads.episodes(cid)
     assert [e.number for e in episodes] == [1, 2]
     assert episodes[0].first_response_at is not None and episodes[0].resolved_at is not None
     assert episodes[1].resolved_at is None and episodes[1].first_response_at is None
@@ -212,17 +224,19 @@ async def test_every_script_call_stays_in_one_cluster_slot(
     rec = _SlotRecorder(client, monkeypatch)
     store = Store(client, prefix=key_prefix, partitions=4)
     try:
-        cid = await store.resolve_customer(PHONE)
-        st = await store.append_inbound(cid, inbound("hi", "SM1"), partition=0, entry_id="1-0", route=ROUTE)
-        await store.reindex([st])
-        msg, _ = await store.append_outbound(cid, text="yo", channel="sms", instance="sms", to=PHONE, author="a",
-                                             idempotency_key="k")
-        await store.update_delivery(msg.id, DeliveryStatus.SENT, provider_id="SMp")
-        await store.link_provider_id(msg.id, "sms", "SMp")
-        await store.locate_provider_message(StatusUpdate("sms", "SMp", DeliveryStatus.DELIVERED))
-        await store.update_thread(cid, status="resolved")
-        await store.set_opt_out(cid, PHONE, True)
-        await store.record_inbound([inbound("x", "SM9")])
+        cid = await store.identities.resolve(PHONE)
+        change = await store.threads.append_inbound(cid, inbound("hi", "SM1"), partition=0, entry_id="1-0",
+                                                    route=ROUTE)
+        assert change.state is not None
+        await store.indexes.reindex([change.state])
+        msg, _, _ = await store.threads.append_outbound(cid, text="yo", channel="sms", instance="sms", to=PHONE,
+                                                        author="a", idempotency_key="k")
+        await store.delivery.update(msg.id, DeliveryStatus.SENT, provider_id="SMp")
+        await store.delivery.link_provider_id(msg.id, "sms", "SMp")
+        await store.delivery.locate(StatusUpdate("sms", "SMp", DeliveryStatus.DELIVERED))
+        await store.threads.update(cid, SYSTEM, status="resolved")
+        await store.threads.set_opt_out(cid, PHONE, True, SYSTEM)
+        await store.ingest.record([inbound("x", "SM9")])
         # Nine calls; more when the server lost its scripts meanwhile (another suite sharing this
         # Redis ran SCRIPT FLUSH) and a call was repeated after loading them.
         assert len(rec.calls) >= 9
@@ -237,7 +251,7 @@ async def test_every_script_call_stays_in_one_cluster_slot(
 
 async def test_batches_survive_a_server_that_lost_its_scripts(store: Store, redis_client: aioredis.Redis) -> None:
     """After a Redis restart the script cache is empty: batched calls load the script and go on."""
-    await store.record_inbound([inbound("warm", "SMw1"), inbound("up", "SMw2")])
+    await store.ingest.record([inbound("warm", "SMw1"), inbound("up", "SMw2")])
     await redis_client.script_flush()
-    ids = await store.record_inbound([inbound("a", "SMf1"), inbound("b", "SMf2"), inbound("a", "SMf1")])
+    ids = await store.ingest.record([inbound("a", "SMf1"), inbound("b", "SMf2"), inbound("a", "SMf1")])
     assert ids[0] and ids[1] and ids[2] is None

@@ -4,14 +4,12 @@ reference, auto-replies that do not reopen, reply context, and supervised poller
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
 
 from connectors.base import (
     Capabilities,
@@ -23,10 +21,11 @@ from connectors.base import (
     Route,
     WebhookRequest,
 )
+from conversation.activity import SYSTEM
 from conversation.model import Identity, InboundMessage
 from conversation.routing import RoutingSettings
+from conversation.service import Core
 from conversation.store import Store
-from gateway.workers.ingest import IngestWorker
 from gateway.workers.pollers import Pollers
 
 ANA = Identity("email", "ana@example.com")
@@ -40,15 +39,13 @@ def store(redis_client: aioredis.Redis, key_prefix: str) -> Store:
 
 async def ingest(store: Store, *messages: InboundMessage) -> None:
     """Record messages as a webhook would, then let an ingest worker apply them."""
-    await store.record_inbound(messages)
-    worker = IngestWorker(store, RoutingSettings())
+    await store.ingest.record(messages)
+    core = Core(store, routing=RoutingSettings())
     for p in range(store.partitions):
-        stream = store.keys.ingest_stream(p)
-        entries = await store.redis.xrange(stream)
+        await store.ingest.open(p)
+        entries = await store.ingest.read(p, "test", 100, 0)
         if entries:
-            with contextlib.suppress(ResponseError):  # made by an earlier call
-                await store.redis.xgroup_create(stream, "ingest", id="0", mkstream=True)
-            await worker.process(p, entries)  # type: ignore[arg-type]
+            await core.inbound.apply(p, entries)  # type: ignore[arg-type]
 
 
 def mail(sender: Identity, pid: str, text: str, **kw: Any) -> InboundMessage:
@@ -57,70 +54,71 @@ def mail(sender: Identity, pid: str, text: str, **kw: Any) -> InboundMessage:
 
 
 async def our_reply(store: Store, cid: str, provider_id: str) -> None:
-    msg, _ = await store.append_outbound(cid, text="Our answer", channel="email", instance="mail", to=ANA, author="a")
-    await store.link_provider_id(msg.id, "mail", provider_id)
-    await store.note_thread_reference(cid, "mail", provider_id)
+    msg, _, _ = await store.threads.append_outbound(cid, text="Our answer", channel="email", instance="mail", to=ANA,
+                                                    author="a")
+    await store.delivery.link_provider_id(msg.id, "mail", provider_id)
+    await store.threads.note_thread_reference(cid, "mail", provider_id)
 
 
 async def test_a_reply_from_another_address_lands_in_the_referenced_thread_unlinked(store: Store) -> None:
     await ingest(store, mail(ANA, "<q1@ana>", "Question", subject="Invoice 42"))
-    cid = await store.known_customer(ANA)
+    cid = await store.identities.known(ANA)
     assert cid
     await our_reply(store, cid, "<a1@us>")
 
     await ingest(store, mail(COLLEAGUE, "<r1@bob>", "Replying for Ana", references=("<q1@ana>", "<a1@us>"),
                              link_sender=False))
-    messages, _ = await store.list_messages(cid)
+    messages, _ = await store.timeline.list_messages(cid)
     assert [m.text for m in messages] == ["Question", "Our answer", "Replying for Ana"]
-    customer = await store.get_customer(cid)
+    customer = await store.threads.get_customer(cid)
     assert [i.address for i in customer.identities] == ["ana@example.com"]  # not linked
-    assert await store.known_customer(COLLEAGUE) is None
-    assert (await store.merge_suggestions()) == {"email:bob@example.com": cid}
+    assert await store.identities.known(COLLEAGUE) is None
+    assert (await store.identities.merge_suggestions()) == {"email:bob@example.com": cid}
     # replies still go to Ana by default
-    last = await store.last_inbound(cid)
+    last = await store.threads.last_inbound(cid)
     assert last is not None and last[2] == ANA
 
 
 async def test_linking_reply_senders_when_configured(store: Store) -> None:
     await ingest(store, mail(ANA, "<q1@ana>", "Question"))
-    cid = await store.known_customer(ANA)
+    cid = await store.identities.known(ANA)
     assert cid
     await our_reply(store, cid, "<a1@us>")
     await ingest(store, mail(COLLEAGUE, "<r1@bob>", "Me too", references=("<a1@us>",), link_sender=True))
-    assert await store.known_customer(COLLEAGUE) == cid
-    customer = await store.get_customer(cid)
+    assert await store.identities.known(COLLEAGUE) == cid
+    customer = await store.threads.get_customer(cid)
     assert {i.address for i in customer.identities} == {"ana@example.com", "bob@example.com"}
-    assert await store.merge_suggestions() == {}
+    assert await store.identities.merge_suggestions() == {}
 
 
 async def test_unknown_references_fall_back_to_the_sender(store: Store) -> None:
     await ingest(store, mail(COLLEAGUE, "<x@bob>", "Hello", references=("<never-sent@us>",)))
-    cid = await store.known_customer(COLLEAGUE)
-    assert cid and [m.text for m in (await store.list_messages(cid))[0]] == ["Hello"]
+    cid = await store.identities.known(COLLEAGUE)
+    assert cid and [m.text for m in (await store.timeline.list_messages(cid))[0]] == ["Hello"]
 
 
 async def test_an_auto_reply_is_stored_but_does_not_reopen(store: Store) -> None:
     await ingest(store, mail(ANA, "<q1@ana>", "Question"))
-    cid = await store.known_customer(ANA)
+    cid = await store.identities.known(ANA)
     assert cid
-    await store.update_thread(cid, status="resolved")
+    await store.threads.update(cid, SYSTEM, status="resolved")
     await ingest(store, mail(ANA, "<ooo@ana>", "I am out of office", auto_reply=True))
-    conv = await store.get_conversation(cid)
+    conv = await store.threads.get_conversation(cid)
     assert conv.status == "resolved"
-    messages, _ = await store.list_messages(cid)
+    messages, _ = await store.timeline.list_messages(cid)
     assert messages[-1].auto_reply and messages[-1].text == "I am out of office"
 
 
 async def test_thread_context_keeps_subject_and_recent_references(store: Store) -> None:
     await ingest(store, mail(ANA, "<q1@ana>", "Question", subject="Invoice 42"))
-    cid = await store.known_customer(ANA)
+    cid = await store.identities.known(ANA)
     assert cid
     for n in range(12):
-        await store.note_thread_reference(cid, "mail", f"<a{n}@us>")
-    subject, refs = await store.thread_context(cid, "mail")
+        await store.threads.note_thread_reference(cid, "mail", f"<a{n}@us>")
+    subject, refs = await store.threads.context(cid, "mail")
     assert subject == "Invoice 42"
     assert refs == [f"<a{n}@us>" for n in range(2, 12)]  # the last ten, oldest first
-    assert (await store.list_messages(cid))[0][0].subject == "Invoice 42"
+    assert (await store.timeline.list_messages(cid))[0][0].subject == "Invoice 42"
 
 
 class _Settings(ConnectorSettings, kw_only=True):

@@ -184,7 +184,7 @@ async def test_reconnect_with_cursor_gets_exactly_the_missed_messages(gw: Gatewa
     for mid in (r2["id"], r3["id"]):
         await wait_status(gw, agent, cid, mid, {"sent"})
     deadline = time.monotonic() + TIMEOUT
-    while not any(m.text == "via http" for m in (await gw.store.list_messages(cid, limit=50))[0]):
+    while not any(m.text == "via http" for m in (await gw.store.timeline.list_messages(cid, limit=50))[0]):
         assert time.monotonic() < deadline
         await asyncio.sleep(0.05)
 
@@ -199,7 +199,7 @@ async def test_reconnect_with_cursor_gets_exactly_the_missed_messages(gw: Gatewa
         # Resending a message after the reconnect (same client_id) does not store it twice.
         await tab.send("first", "m1")
         await tab.quiet(0.8)
-        thread, _ = await gw.store.list_messages(cid, limit=50)
+        thread, _ = await gw.store.timeline.list_messages(cid, limit=50)
         assert [m.text for m in thread].count("first") == 1
         assert first["provider_message_id"].endswith("/m1")
     finally:
@@ -217,7 +217,7 @@ async def test_reconnect_with_cursor_gets_exactly_the_missed_messages(gw: Gatewa
 
 
 async def test_forged_identity_token_is_refused_and_only_a_verified_email_links(gw: GatewayUnderTest) -> None:
-    existing = await gw.store.resolve_customer(Identity("email", "alice@example.com"))
+    existing = await gw.store.identities.resolve(Identity("email", "alice@example.com"))
 
     forged = sign_identity_token("not-the-site-secret-at-all-000000000", sub="42", email="alice@example.com")
     status, body = await new_session(gw, {"identity_token": forged})
@@ -230,7 +230,7 @@ async def test_forged_identity_token_is_refused_and_only_a_verified_email_links(
     status, _ = await new_session(gw, {"identity_token": expired})
     assert status == 403
     # Nothing of the refused tokens was linked to anyone.
-    assert await gw.store.known_customer(Identity("webchat", "u:chat:42")) is None
+    assert await gw.store.identities.known(Identity("webchat", "u:chat:42")) is None
 
     # A site that says the email is not verified gets a visitor of its own: no link.
     unverified = sign_identity_token(SECRET, sub="43", email="alice@example.com", email_verified=False)
@@ -253,15 +253,15 @@ async def test_forged_identity_token_is_refused_and_only_a_verified_email_links(
         assert echo["message"]["conversation_id"] == existing
     finally:
         await tab.close()
-    customer = await gw.store.get_customer(existing)
+    customer = await gw.store.threads.get_customer(existing)
     assert customer.name == "Alice"
 
     # A new user with a verified email becomes a customer with both identities.
     status, fresh = await new_session(gw, {"identity_token": sign_identity_token(SECRET, sub="77",
                                                                                  email="new@example.com")})
     assert status == 200
-    assert await gw.store.known_customer(Identity("email", "new@example.com")) == fresh["customer_id"]
-    assert await gw.store.known_customer(Identity("webchat", "u:chat:77")) == fresh["customer_id"]
+    assert await gw.store.identities.known(Identity("email", "new@example.com")) == fresh["customer_id"]
+    assert await gw.store.identities.known(Identity("webchat", "u:chat:77")) == fresh["customer_id"]
 
 
 async def test_bad_visitor_tokens_are_refused(gw: GatewayUnderTest) -> None:
@@ -314,7 +314,7 @@ async def test_size_and_rate_limits_answer_with_error_frames_and_keep_the_socket
             for i in range(3):
                 await tab.until(text_is(f"message {i}"))
             assert not tab.ws.closed
-            thread, _ = await gw.store.list_messages(session["customer_id"], limit=50)
+            thread, _ = await gw.store.timeline.list_messages(session["customer_id"], limit=50)
             assert [m.text for m in thread] == ["message 0", "message 1", "message 2"]
             # The visitor's budget is theirs, not the socket's: the HTTP fallback shares it.
             async with aiohttp.ClientSession() as http, http.post(

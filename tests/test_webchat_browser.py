@@ -55,7 +55,7 @@ async def test_widget_in_chromium_sends_and_shows_the_agents_reply(gw: GatewayUn
                 "() => localStorage.getItem('omnichat:' + location.origin + '/webchat/webchat:customer')")
             assert cid
             deadline = time.monotonic() + 10
-            while not (await gw.store.list_messages(cid))[0]:
+            while not (await gw.store.timeline.list_messages(cid))[0]:
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.05)
 

@@ -13,6 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from connectors.base import ParseResult
 from conversation.model import DeliveryStatus, Identity, InboundMessage, StatusUpdate
 from conversation.store import Store
+from conversation.store.streams import IngestLog
 from gateway.webhooks import Recorder
 
 
@@ -25,16 +26,28 @@ def status(sid: str) -> StatusUpdate:
     return StatusUpdate(instance="sms", provider_message_id=sid, status=DeliveryStatus.DELIVERED, at_ms=1)
 
 
-class CountingStore(Store):
-    """The real store, counting record_inbound calls (each is one round trip)."""
+class CountingLog(IngestLog):
+    """The real ingest log, counting record calls (each is one round trip)."""
 
     calls = 0
 
-    async def record_inbound(
+    async def record(
         self, messages: Sequence[InboundMessage], statuses: Sequence[StatusUpdate] = ()
     ) -> list[str | None]:
         self.calls += 1
-        return await super().record_inbound(messages, statuses)
+        return await super().record(messages, statuses)
+
+
+class CountingStore(Store):
+    ingest: CountingLog
+
+    def __init__(self, client: aioredis.Redis, *, prefix: str, partitions: int) -> None:
+        super().__init__(client, prefix=prefix, partitions=partitions)
+        self.ingest = CountingLog(client, self.scripts, self.keys, partitions=partitions, dedupe_ttl=86_400 * 8)
+
+    @property
+    def calls(self) -> int:
+        return self.ingest.calls
 
 
 @pytest.fixture
@@ -59,7 +72,7 @@ async def test_concurrent_webhooks_are_recorded_in_one_round_trip(store: Countin
     # Everything is in the ingest streams, in arrival order per sender, and the retry is not.
     entries = []
     for p in range(store.partitions):
-        entries += [store.decode_entry(fields) for _, fields in await store.redis.xrange(store.keys.ingest_stream(p))]
+        entries += [store.ingest.decode(fields) for _, fields in await store.redis.xrange(store.keys.ingest_stream(p))]
     sids = [e.provider_message_id for e in entries if isinstance(e, InboundMessage)]
     assert sorted(sids) == ["SM1", "SM2", "SM3"]
     same_sender = [s for s in sids if s in ("SM1", "SM3")]

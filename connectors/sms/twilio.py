@@ -46,6 +46,7 @@ from connectors.base import (
 )
 from connectors.sms import signature as twilio_signature
 from conversation.model import Attachment, DeliveryStatus, Identity, InboundMessage, StatusUpdate
+from conversation.phones import phone_address
 
 # Twilio reads the reply to a messaging webhook as TwiML; an empty document means "no auto-reply",
 # and anything else (an empty or plain-text body) is logged as an error in the customer's console.
@@ -201,6 +202,7 @@ class TwilioConnector(Connector[TwilioSettings]):
 
     kind = "twilio"
     channel = "sms"
+    identity_kind = "phone"  # SMS and WhatsApp reach one phone identity
     Settings = TwilioSettings
     capabilities = Capabilities(
         max_text_length=1600,
@@ -295,7 +297,8 @@ class TwilioConnector(Connector[TwilioSettings]):
         )
 
     def _address(self, raw: str, field: str) -> tuple[str, str]:
-        """(channel, E.164 number) of a Twilio address such as "+34600..." or "whatsapp:+34600..."."""
+        """(channel, phone identity address) of a Twilio address such as "+34600..." or
+        "whatsapp:+34600...": E.164, or the number as given when it is not one."""
         channel = self.channel
         prefix, colon, number = raw.partition(":")
         if colon:
@@ -304,10 +307,10 @@ class TwilioConnector(Connector[TwilioSettings]):
             channel = _CHANNEL_PREFIXES[prefix.lower()]
         else:
             number = raw
-        try:
-            return channel, e164(number, self.settings.default_region)
-        except ValueError as exc:
-            raise MalformedPayload(f"{field}: {exc}") from None
+        if not number.strip():
+            raise MalformedPayload(f"{field} {raw!r} has no number")
+        # A number the phone library calls impossible is still the customer's: kept as given.
+        return channel, phone_address(number, self.settings.default_region)
 
     # --- outbound ------------------------------------------------------------------------------
 

@@ -944,10 +944,7 @@ class ConnectorConformance:
             missing = dict(wanted)
             while missing and time.monotonic() < deadline:
                 for sender, provider_id in list(missing):
-                    customer = await gw.store.find_customer(sender)
-                    if customer is None:
-                        continue
-                    messages, _ = await gw.store.list_messages(customer.id, limit=200)
+                    messages = await gw.thread_of(sender)
                     if any(m.provider_message_id == provider_id for m in messages):
                         del missing[(sender, provider_id)]
                 await asyncio.sleep(0.05)

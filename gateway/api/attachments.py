@@ -14,27 +14,20 @@ from urllib.parse import quote
 from aiohttp import web
 
 from connectors.base import FileUnavailable
-from conversation.store import NotFound
+from conversation.errors import NotFound
 from gateway.api.errors import ApiError
 from gateway.api.http import allow_query
-from gateway.appkeys import CONFIG, CONNECTORS, STORE
-from gateway.attachments import AttachmentStore
+from gateway.appkeys import CONNECTORS, STORE
 
 routes = web.RouteTableDef()
 
 _INLINE = ("image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain", "text/html")
 
 
-def attachment_store(request: web.Request) -> AttachmentStore:
-    config = request.config_dict[CONFIG]
-    return AttachmentStore(request.config_dict[STORE].redis, config.gateway.key_prefix,
-                           public_url=config.gateway.public_base_url)
-
-
 @routes.get("/attachments/{id}")
 async def get_attachment(request: web.Request) -> web.Response:
     allow_query(request)
-    stored = await attachment_store(request).get(request.match_info["id"])
+    stored = await request.config_dict[STORE].files.get(request.match_info["id"])
     if stored is None:
         raise NotFound(f"no attachment {request.match_info['id']!r}")
     response = _file_response(stored.data, stored.content_type, stored.name)
@@ -47,7 +40,7 @@ async def get_attachment(request: web.Request) -> web.Response:
 async def get_message_attachment(request: web.Request) -> web.Response:
     allow_query(request)
     mid, n = request.match_info["message_id"], request.match_info["n"]
-    message = await request.config_dict[STORE].get_message(mid)
+    message = await request.config_dict[STORE].timeline.get_message(mid)
     if not n.isdigit() or int(n) >= len(message.attachments):
         raise NotFound(f"message {mid!r} has no attachment {n!r}")
     attachment = message.attachments[int(n)]

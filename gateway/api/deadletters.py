@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
 
 from aiohttp import web
 
-from conversation.store import NotFound
-from gateway import outbox
-from gateway.api.http import allow_query, json_response, query_limit, root_app
+from conversation.activity import agent
+from conversation.errors import NotFound
+from conversation.service.deadletters import readable
+from conversation.store.deadletters import StreamName
+from gateway.api.errors import invalid_parameter
+from gateway.api.http import allow_query, json_response, principal, query_limit
 from gateway.api.schemas import DeadLetter, DeadLetterPage
-from gateway.appkeys import STORE
+from gateway.appkeys import CONNECTORS, CORE, STORE
 from gateway.auth import Role, requires
+from gateway.replay import reparser
 
 routes = web.RouteTableDef()
 
@@ -23,11 +26,14 @@ _ID = re.compile(r"^(inbound|outbound):(\d+-\d+)$")
 @requires(Role.ADMIN)
 async def list_dead_letters(request: web.Request) -> web.Response:
     allow_query(request, "cursor", "limit")
-    rows, cursor = await request.config_dict[STORE].list_dead_letters(
-        cursor=request.query.get("cursor") or None, limit=query_limit(request)
-    )
+    try:
+        rows, cursor = await request.config_dict[STORE].dead_letters.list(
+            cursor=request.query.get("cursor") or None, limit=query_limit(request))
+    except ValueError:
+        raise invalid_parameter("cursor is not one this API gave out") from None
     items = [
-        DeadLetter(id=f"{stream}:{entry_id}", stream=_stream(stream), entry_id=entry_id, fields=fields)
+        DeadLetter(id=f"{stream}:{entry_id}", stream=stream, entry_id=entry_id, fields=fields,
+                   **readable(fields))
         for stream, entry_id, fields in rows
     ]
     return json_response(DeadLetterPage(items=items, next_cursor=cursor))
@@ -40,8 +46,7 @@ async def replay(request: web.Request) -> web.Response:
     m = _ID.match(request.match_info["id"])
     if m is None:
         raise NotFound(f"no dead letter {request.match_info['id']!r}")
-    return json_response(await outbox.replay_dead_letter(root_app(request), m[1], m[2]))
-
-
-def _stream(name: str) -> Literal["inbound", "outbound"]:
-    return "outbound" if name == "outbound" else "inbound"
+    stream: StreamName = "outbound" if m[1] == "outbound" else "inbound"
+    connectors = request.config_dict[CONNECTORS]
+    return json_response(await request.config_dict[CORE].dead_letters.replay(
+        stream, m[2], reparse=reparser(connectors), actor=agent(principal(request).name)))

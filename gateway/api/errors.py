@@ -5,13 +5,11 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from conversation.store import NotFound, OptedOut
+from conversation.capabilities import TextTooLong, WindowClosed
+from conversation.errors import NoChannel, NotAllowed, NotFound, OptedOut, StillMalformed, StoreBusy, StoreUnavailable
 from gateway.auth import Forbidden, Unauthorized
 from gateway.errors import error_response
-from gateway.outbox import NoChannel, StillMalformed, TextTooLong, WindowClosed
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +37,7 @@ _DOMAIN: list[tuple[type[Exception], int, str]] = [
     (WindowClosed, 422, "window_closed"),
     (StillMalformed, 422, "still_malformed"),
     (Forbidden, 403, "forbidden"),
+    (NotAllowed, 403, "forbidden"),
 ]
 
 _HTTP_CODES = {
@@ -70,11 +69,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if "Allow" in exc.headers:  # 405 must say what is allowed
             resp.headers["Allow"] = exc.headers["Allow"]
         return resp
-    except (RedisConnectionError, RedisTimeoutError):
+    except StoreBusy:
+        # Redis is fine; this process has every connection of its pool in use (a burst).
+        log.warning("api.store_busy", path=request.path)
+        return error_response(503, "busy", "the gateway is handling too many requests at once; retry shortly",
+                              retry_after=1)
+    except StoreUnavailable:
         log.warning("api.redis_unavailable", path=request.path)
-        resp = error_response(503, "unavailable", "the store is unreachable; retry shortly")
-        resp.headers["Retry-After"] = "1"
-        return resp
+        return error_response(503, "unavailable", "the store is unreachable; retry shortly", retry_after=1)
     except Exception as exc:
         for kind, status, code in _DOMAIN:
             if isinstance(exc, kind):

@@ -9,8 +9,7 @@ from aiohttp import web
 
 from gateway.api.errors import ApiError, invalid_parameter
 from gateway.appkeys import CONFIG
-from gateway.auth import PRINCIPAL, Principal, TokenStore
-from gateway.ratelimit import RateLimiter
+from gateway.auth import PRINCIPAL, Principal
 
 # Agent requests are small JSON documents; a tighter cap than the webhooks' keeps a client from
 # making the gateway buffer megabytes per request.
@@ -20,11 +19,6 @@ MAX_LIMIT = 100
 MAX_IDEMPOTENCY_KEY = 200
 
 T = TypeVar("T")
-
-# State of the /v1 sub-application.
-ROOT_APP: web.AppKey[web.Application] = web.AppKey("api_root_app")
-TOKENS: web.AppKey[TokenStore] = web.AppKey("api_tokens")
-LIMITER: web.AppKey[RateLimiter] = web.AppKey("api_limiter")
 
 _encoder = msgspec.json.Encoder()
 
@@ -77,11 +71,6 @@ def query_choice(request: web.Request, name: str, choices: list[str]) -> str | N
     if value is not None and value not in choices:
         raise invalid_parameter(f"{name} must be one of {', '.join(choices)}")
     return value or None
-
-
-def root_app(request: web.Request) -> web.Application:
-    """The gateway's application: the outbox works on it, not on the /v1 sub-application."""
-    return request.app[ROOT_APP]
 
 
 def allow_query(request: web.Request, *names: str) -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 from aiohttp import web
 
-from conversation.model import Conversation, Event, EventType, ThreadStatus
-from conversation.store import NotFound, Store, ThreadState, message_id, split_message_id
-from gateway import outbox
+from conversation.activity import agent
+from conversation.errors import NotFound
+from conversation.ids import message_id, split_message_id
+from conversation.model import ThreadStatus
 from gateway.api.errors import invalid_parameter
 from gateway.api.http import (
     MAX_IDEMPOTENCY_KEY,
@@ -18,11 +17,10 @@ from gateway.api.http import (
     query_choice,
     query_limit,
     read_json,
-    root_app,
 )
 from gateway.api.schemas import AssignRequest, ConversationPage, MessagePage, ReplyRequest, StatusRequest
-from gateway.appkeys import STORE
-from gateway.auth import Forbidden, Role
+from gateway.appkeys import CORE, STORE
+from gateway.auth import Role
 
 routes = web.RouteTableDef()
 
@@ -39,7 +37,7 @@ async def list_conversations(request: web.Request) -> web.Response:
     status = query_choice(request, "status", STATUSES)
     limit = query_limit(request)
     try:
-        items, cursor = await request.config_dict[STORE].list_conversations(
+        items, cursor = await request.config_dict[STORE].indexes.list_conversations(
             status=status,
             queue=request.query.get("queue") or None,
             assignee=assignee,
@@ -54,7 +52,7 @@ async def list_conversations(request: web.Request) -> web.Response:
 @routes.get("/conversations/{id}")
 async def get_conversation(request: web.Request) -> web.Response:
     allow_query(request)
-    return json_response(await request.config_dict[STORE].get_conversation(request.match_info["id"]))
+    return json_response(await request.config_dict[STORE].threads.get_conversation(request.match_info["id"]))
 
 
 @routes.get("/conversations/{id}/messages")
@@ -71,7 +69,7 @@ async def list_messages(request: web.Request) -> web.Response:
             cursor_cid = ""
         if cursor_cid != cid:
             raise invalid_parameter("cursor is not a message of this conversation")
-    items, last = await request.config_dict[STORE].list_messages(cid, after=after, limit=limit)
+    items, last = await request.config_dict[STORE].timeline.list_messages(cid, after=after, limit=limit)
     return json_response(MessagePage(items=items, next_cursor=None if last is None else message_id(cid, last)))
 
 
@@ -82,8 +80,7 @@ async def post_message(request: web.Request) -> web.Response:
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
         raise invalid_parameter(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
-    message = await outbox.queue_reply(
-        root_app(request),
+    message = await request.config_dict[CORE].replies.compose(
         request.match_info["id"],
         text=body.text,
         instance=body.instance,
@@ -98,35 +95,16 @@ async def post_message(request: web.Request) -> web.Response:
 @routes.post("/conversations/{id}/assign")
 async def assign(request: web.Request) -> web.Response:
     allow_query(request)
-    cid = request.match_info["id"]
     body = await read_json(request, AssignRequest)
     me = principal(request)
-    store = request.config_dict[STORE]
     target = me.name if body.assignee == "me" else body.assignee
-    if not me.can(Role.SUPERVISOR):
-        current = (await store.get_conversation(cid)).assignee
-        if target is not None and target != me.name:
-            raise Forbidden("agents may assign conversations only to themselves")
-        if current not in (None, me.name):
-            raise Forbidden(f"assigned to {current}; a supervisor can reassign it")
-    state = await store.update_thread(cid, assignee=target)
-    return json_response(await _changed(store, state))
+    return json_response(await request.config_dict[CORE].threads.assign(
+        request.match_info["id"], target, by=me.name, may_reassign=me.can(Role.SUPERVISOR)))
 
 
 @routes.post("/conversations/{id}/status")
 async def set_status(request: web.Request) -> web.Response:
     allow_query(request)
     body = await read_json(request, StatusRequest)
-    store = request.config_dict[STORE]
-    state = await store.update_thread(request.match_info["id"], status=body.status.value)
-    return json_response(await _changed(store, state))
-
-
-async def _changed(store: Store, state: ThreadState) -> Conversation:
-    """Make a thread change visible: in the listings, to live views, and in the answer."""
-    await store.reindex([state])
-    await store.publish([Event(
-        EventType.THREAD_CHANGED, state.customer_id, f"{state.customer_id}:v{state.version}",
-        status=state.status, at_ms=int(time.time() * 1000),
-    )])
-    return await store.get_conversation(state.customer_id)
+    return json_response(await request.config_dict[CORE].threads.set_status(
+        request.match_info["id"], body.status, by=agent(principal(request).name)))

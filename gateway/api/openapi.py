@@ -1,21 +1,26 @@
-"""The OpenAPI 3.1 document of the inbox API, served at /openapi.json.
+"""The OpenAPI 3.1 document of the whole HTTP surface, served at /openapi.json.
 
 Schemas come from the msgspec Structs the handlers encode and decode (msgspec emits JSON Schema
-2020-12, which OpenAPI 3.1 uses as is); only the operations are written here. tests/test_openapi.py
-holds the running API against this document and checks that every /v1 route is in it.
+2020-12, which OpenAPI 3.1 uses as is); only the operations are written here: the inbox API
+below, and the webhook, web chat, health and metrics routes of this deployment's instances in
+gateway.api.surface. tests/test_openapi.py holds the running gateway against this document and
+checks that every route it serves is in it.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
+from connectors.base import Connector
+from conversation.activity import ActivityPage
 from conversation.model import Conversation, Customer, Message
-from gateway.api.http import API_MAX_BODY, DEFAULT_LIMIT, MAX_IDEMPOTENCY_KEY, MAX_LIMIT, json_response
+from gateway.api.http import MAX_IDEMPOTENCY_KEY, json_response
+from gateway.api.oas import CURSOR, ID, JSON, LIMIT, error, json_body, op, param, ref
 from gateway.api.schemas import (
     AssignRequest,
     ConversationPage,
@@ -26,189 +31,156 @@ from gateway.api.schemas import (
     ReplyRequest,
     StatusRequest,
 )
+from gateway.api.surface import Instance, surface_paths
+from gateway.appkeys import CONNECTORS
 
 _COMPONENTS: tuple[type[msgspec.Struct], ...] = (
     Conversation, Customer, Message, ConversationPage, MessagePage, CustomerList, DeadLetterPage,
-    ReplyRequest, AssignRequest, StatusRequest, Error,
+    ReplyRequest, AssignRequest, StatusRequest, Error, ActivityPage,
 )
 
-JSON = dict[str, Any]
 
-
-def _ref(kind: type[msgspec.Struct]) -> JSON:
-    return {"$ref": f"#/components/schemas/{kind.__name__}"}
-
-
-def _json(schema: JSON, description: str, headers: JSON | None = None) -> JSON:
-    out: JSON = {"description": description, "content": {"application/json": {"schema": schema}}}
-    if headers:
-        out["headers"] = headers
-    return out
-
-
-def _error(description: str) -> JSON:
-    return _json(_ref(Error), description)
-
-
-_COMMON: JSON = {
-    "401": _json(_ref(Error), "Missing or invalid bearer token.",
-                 {"WWW-Authenticate": {"schema": {"type": "string"}}}),
-    "429": _json(_ref(Error), "Rate limit exceeded.",
-                 {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}}),
-}
-_BODY_ERRORS: JSON = {
-    "400": _error("Invalid JSON, unknown fields or values out of range."),
-    "413": _error(f"Body larger than {API_MAX_BODY} bytes (or the gateway's max_body_bytes)."),
-}
-
-
-def _param(name: str, where: str, schema: JSON, description: str, required: bool = False) -> JSON:
-    return {"name": name, "in": where, "required": required or where == "path", "schema": schema,
-            "description": description}
-
-
-_ID = _param("id", "path", {"type": "string"}, "Conversation id (the customer's id).")
-_LIMIT = _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
-                "Page size.")
-_CURSOR = _param("cursor", "query", {"type": "string"}, "The next_cursor of the previous page.")
-
-
-def _op(op_id: str, summary: str, ok: tuple[str, JSON], *, params: Sequence[JSON] = (),
-        body: type[msgspec.Struct] | None = None, errors: JSON | None = None, tag: str) -> JSON:
-    responses: JSON = {ok[0]: ok[1], **(errors or {}), **_COMMON}
-    op: JSON = {"operationId": op_id, "summary": summary, "tags": [tag],
-                "parameters": list(params), "responses": responses}
-    if body is not None:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(body)}}}
-        responses.update(_BODY_ERRORS)
-    return op
-
-
-def _paths() -> JSON:
-    not_found = {"404": _error("No such conversation.")}
-    admin = {"403": _error("Needs the admin role.")}
+def api_paths() -> JSON:
+    not_found = {"404": error("No such conversation.")}
+    admin = {"403": error("Needs the admin role.")}
     return {
-        "/v1/conversations": {"get": _op(
+        "/v1/conversations": {"get": op(
             "listConversations", "List conversations",
-            ("200", _json(_ref(ConversationPage), "A page of conversations.")),
+            ("200", json_body(ref(ConversationPage), "A page of conversations.")),
             params=[
-                _param("queue", "query", {"type": "string"}, "Only live threads in this queue, most urgent first."),
-                _param("status", "query", {"type": "string", "enum": ["open", "pending", "resolved"]},
+                param("queue", "query", {"type": "string"}, "Only live threads in this queue, most urgent first."),
+                param("status", "query", {"type": "string", "enum": ["open", "pending", "resolved"]},
                        "Only threads with this status."),
-                _param("assignee", "query", {"type": "string"},
+                param("assignee", "query", {"type": "string"},
                        "Only threads assigned to this name; `me` is the caller."),
-                _CURSOR, _LIMIT,
+                CURSOR, LIMIT,
             ],
-            errors={"400": _error("A parameter is invalid (code invalid_parameter).")}, tag="conversations",
+            errors={"400": error("A parameter is invalid (code invalid_parameter).")}, tag="conversations",
         )},
-        "/v1/conversations/{id}": {"get": _op(
+        "/v1/conversations/{id}": {"get": op(
             "getConversation", "Get a conversation",
-            ("200", _json(_ref(Conversation), "The conversation.")),
-            params=[_ID], errors=not_found, tag="conversations",
+            ("200", json_body(ref(Conversation), "The conversation.")),
+            params=[ID], errors=not_found, tag="conversations",
         )},
         "/v1/conversations/{id}/messages": {
-            "get": _op(
+            "get": op(
                 "listMessages", "List messages",
-                ("200", _json(_ref(MessagePage), "Messages, oldest first.")),
-                params=[_ID, _CURSOR, _LIMIT],
-                errors={"400": _error("A parameter is invalid."), **not_found}, tag="conversations",
+                ("200", json_body(ref(MessagePage), "Messages, oldest first.")),
+                params=[ID, CURSOR, LIMIT],
+                errors={"400": error("A parameter is invalid."), **not_found}, tag="conversations",
             ),
-            "post": _op(
+            "post": op(
                 "postMessage", "Reply or add a note",
-                ("202", _json(_ref(Message), "The queued reply, or the stored note.")),
-                params=[_ID, _param("Idempotency-Key", "header",
+                ("202", json_body(ref(Message), "The queued reply, or the stored note.")),
+                params=[ID, param("Idempotency-Key", "header",
                                     {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
                                     "Repeating a request with the same key returns the first message "
                                     "and sends nothing new (kept 24 h).")],
                 body=ReplyRequest,
                 errors={**not_found,
-                        "409": _error("The customer opted out of this channel (code opted_out)."),
-                        "422": _error("No channel to send on (no_channel), the text does not fit the "
+                        "409": error("The customer opted out of this channel (code opted_out)."),
+                        "422": error("No channel to send on (no_channel), the text does not fit the "
                                       "channel (text_too_long), or the channel's reply window has closed "
                                       "(window_closed).")},
                 tag="conversations",
             ),
         },
-        "/v1/conversations/{id}/assign": {"post": _op(
+        "/v1/conversations/{id}/activity": {"get": op(
+            "listActivity", "List a conversation's activity",
+            ("200", json_body(ref(ActivityPage), "Who did what to the conversation, and when: messages in and "
+                              "out, routing, assignments, status changes, identity links.")),
+            params=[ID, param("order", "query", {"type": "string", "enum": ["asc", "desc"], "default": "asc"},
+                              "Oldest first (asc) or newest first (desc)."), CURSOR, LIMIT],
+            errors={"400": error("A parameter is invalid."), **not_found}, tag="conversations",
+        )},
+        "/v1/conversations/{id}/assign": {"post": op(
             "assignConversation", "Assign a conversation",
-            ("200", _json(_ref(Conversation), "The conversation after the change.")),
-            params=[_ID], body=AssignRequest,
-            errors={**not_found, "403": _error("Agents may only assign themselves or unassign themselves.")},
+            ("200", json_body(ref(Conversation), "The conversation after the change.")),
+            params=[ID], body=AssignRequest,
+            errors={**not_found, "403": error("Agents may only assign themselves or unassign themselves.")},
             tag="conversations",
         )},
-        "/v1/conversations/{id}/status": {"post": _op(
+        "/v1/conversations/{id}/status": {"post": op(
             "setConversationStatus", "Set a conversation's status",
-            ("200", _json(_ref(Conversation), "The conversation after the change.")),
-            params=[_ID], body=StatusRequest, errors=not_found, tag="conversations",
+            ("200", json_body(ref(Conversation), "The conversation after the change.")),
+            params=[ID], body=StatusRequest, errors=not_found, tag="conversations",
         )},
-        "/v1/customers": {"get": _op(
+        "/v1/customers": {"get": op(
             "findCustomers", "Find customers by identity",
-            ("200", _json(_ref(CustomerList), "The matching customer, if any.")),
-            params=[_param("identity", "query", {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_.-]*:.+"},
+            ("200", json_body(ref(CustomerList), "The matching customer, if any.")),
+            params=[param("identity", "query", {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_.-]*:.+"},
                            "`kind:address`, e.g. `phone:+34600111222`, `email:ana@example.com`, or a "
                            "plugin connector's own kind; "
                            "phones are matched in E.164 and emails case-insensitively.", required=True)],
-            errors={"400": _error("The identity is missing or malformed.")}, tag="customers",
+            errors={"400": error("The identity is missing or malformed.")}, tag="customers",
         )},
-        "/v1/customers/{id}": {"get": _op(
+        "/v1/customers/{id}": {"get": op(
             "getCustomer", "Get a customer",
-            ("200", _json(_ref(Customer), "The customer with its identities.")),
-            params=[_param("id", "path", {"type": "string"}, "Customer id.")],
-            errors={"404": _error("No such customer.")}, tag="customers",
+            ("200", json_body(ref(Customer), "The customer with its identities.")),
+            params=[param("id", "path", {"type": "string"}, "Customer id.")],
+            errors={"404": error("No such customer.")}, tag="customers",
         )},
-        "/v1/attachments/{id}": {"get": _op(
+        "/v1/attachments/{id}": {"get": op(
             "getAttachment", "Download a kept file",
             ("200", {"description": "The file, with its type; Content-Disposition carries its name. Email "
                                     "attachments, the sanitized HTML of an email (message.html) and the whole "
                                     "original (original.eml) are kept here.",
                      "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}),
-            params=[_param("id", "path", {"type": "string"}, "The id at the end of the attachment's url.")],
-            errors={"404": _error("No such file.")}, tag="attachments",
+            params=[param("id", "path", {"type": "string"}, "The id at the end of the attachment's url.")],
+            errors={"404": error("No such file.")}, tag="attachments",
         )},
-        "/v1/messages/{message_id}/attachments/{n}": {"get": _op(
+        "/v1/messages/{message_id}/attachments/{n}": {"get": op(
             "getMessageAttachment", "Open a message's attachment",
             ("200", {"description": "The file, fetched from the provider with the gateway's credentials "
                                     "(e.g. a file shared on Slack). Files that need none answer 307 to their url.",
                      "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}),
-            params=[_param("message_id", "path", {"type": "string"}, "Message id."),
-                    _param("n", "path", {"type": "string", "pattern": "^[0-9]+$"},
+            params=[param("message_id", "path", {"type": "string"}, "Message id."),
+                    param("n", "path", {"type": "string", "pattern": "^[0-9]+$"},
                            "Position of the attachment in the message's attachments, from 0.")],
             errors={"307": {"description": "The file needs no credentials: open the Location."},
-                    "404": _error("No such message or attachment."),
-                    "410": _error("The file was not kept (e.g. over the size limit); the message says why."),
-                    "502": _error("The provider refused the file or could not be reached.")},
+                    "404": error("No such message or attachment."),
+                    "410": error("The file was not kept (e.g. over the size limit); the message says why."),
+                    "502": error("The provider refused the file or could not be reached.")},
             tag="attachments",
         )},
-        "/v1/dead-letters": {"get": _op(
+        "/v1/dead-letters": {"get": op(
             "listDeadLetters", "List dead letters",
-            ("200", _json(_ref(DeadLetterPage), "Inbound payloads and sends given up on.")),
-            params=[_CURSOR, _LIMIT], errors={"400": _error("A parameter is invalid."), **admin},
+            ("200", json_body(ref(DeadLetterPage), "Inbound payloads and sends given up on.")),
+            params=[CURSOR, LIMIT], errors={"400": error("A parameter is invalid."), **admin},
             tag="operations",
         )},
-        "/v1/dead-letters/{id}/replay": {"post": _op(
+        "/v1/dead-letters/{id}/replay": {"post": op(
             "replayDeadLetter", "Replay a dead letter",
-            ("200", _json({"type": "object", "additionalProperties": True}, "What the replay did.")),
-            params=[_param("id", "path", {"type": "string"}, "`<stream>:<entry id>` as listed.")],
-            errors={**admin, "404": _error("No such dead letter."),
-                    "422": _error("Still unusable (still_malformed) or its channel is gone (no_channel).")},
+            ("200", json_body({"type": "object", "additionalProperties": True}, "What the replay did.")),
+            params=[param("id", "path", {"type": "string"}, "`<stream>:<entry id>` as listed.")],
+            errors={**admin, "404": error("No such dead letter."),
+                    "422": error("Still unusable (still_malformed) or its channel is gone (no_channel).")},
             tag="operations",
         )},
     }
 
 
-@functools.cache
-def document() -> JSON:
+def instances_of(connectors: Mapping[str, Connector[Any]]) -> tuple[Instance, ...]:
+    return tuple(Instance(name, c.kind, tuple((r.method, r.path) for r in c.routes()), tuple(c.transports))
+                 for name, c in sorted(connectors.items()))
+
+
+@functools.lru_cache(maxsize=8)
+def document(instances: tuple[Instance, ...] = ()) -> JSON:
+    """The document for a gateway serving these connector instances (none: the API alone)."""
     _, schemas = msgspec.json.schema_components(_COMPONENTS, ref_template="#/components/schemas/{name}")
     return {
         "openapi": "3.1.0",
         "info": {
-            "title": "omnichannel-gateway inbox API",
+            "title": "omnichannel-gateway",
             "version": "1",
-            "description": "One thread per customer across channels. Errors are "
-                           '`{"error": {"code", "message"}}`; lists are `{"items", "next_cursor"}`.',
+            "description": "One thread per customer across channels. The inbox API is under /v1 (bearer "
+                           'tokens); errors are `{"error": {"code", "message"}}`; lists are '
+                           '`{"items", "next_cursor"}`. Webhooks, the web chat and the health and metrics '
+                           "endpoints take no bearer token.",
         },
         "security": [{"bearer": []}],
-        "paths": _paths(),
+        "paths": {**api_paths(), **surface_paths(instances)},
         "components": {
             "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
@@ -218,4 +190,5 @@ def document() -> JSON:
 
 
 async def serve(request: web.Request) -> web.Response:
-    return json_response(document())
+    connectors: dict[str, Connector[Any]] = request.config_dict[CONNECTORS]
+    return json_response(document(instances_of(connectors)))

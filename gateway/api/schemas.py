@@ -7,7 +7,7 @@ encode responses and generate the OpenAPI components, so the document cannot dri
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -50,11 +50,23 @@ class CustomerList(msgspec.Struct):
     next_cursor: str | None = None
 
 
-class DeadLetter(msgspec.Struct):
+class DeadLetter(msgspec.Struct, omit_defaults=True):
     id: Annotated[str, Meta(description="`<stream>:<entry id>`, as the replay path expects it.")]
     stream: Literal["inbound", "outbound"]
     entry_id: str
-    fields: dict[str, str]
+    fields: Annotated[dict[str, str], Meta(description="Everything kept, raw: what a replay parses again.")]
+    reason: Annotated[str, Meta(description="Why the pipeline gave up on it.")] = ""
+    received_at: Annotated[str | None, Meta(description="When it arrived (RFC 3339), if known.")] = None
+    instance: str | None = None
+    method: str | None = None
+    path: str | None = None
+    content_type: str | None = None
+    payload: Annotated[Any, Meta(description="The body as sent, readable: a form as its fields (a field sent "
+                                             "twice as a list), JSON as JSON, anything else as text.")] = None
+    message_id: Annotated[str | None, Meta(description="Outbound: the message that ran out of attempts.")] = None
+    attempts: str | None = None
+    partition: str | None = None
+    ingest_entry_id: Annotated[str | None, Meta(description="An undecodable ingest entry's id.")] = None
 
 
 class DeadLetterPage(msgspec.Struct):

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from aiohttp import web
 
 from connectors.base import Connector
-from conversation.store import Store
-from gateway.appkeys import CONFIG, CONNECTORS, STORE
-from gateway.attachments import AttachmentStore
+from conversation.service import Core
+from gateway.appkeys import CONFIG, CONNECTORS, CORE
 from gateway.workers.dispatch import Dispatcher
 from gateway.workers.ingest import IngestWorker
 from gateway.workers.pollers import Pollers
@@ -31,32 +30,37 @@ WORKERS: web.AppKey[Workers] = web.AppKey("workers")
 
 
 class Workers(NamedTuple):
-    ingest: IngestWorker
-    dispatch: Dispatcher
-    pollers: Pollers
+    """The workers of one process; a role not run here is None."""
+
+    ingest: IngestWorker | None
+    dispatch: Dispatcher | None
+    pollers: Pollers | None
+
+    def running(self) -> list[IngestWorker | Dispatcher | Pollers]:
+        return [w for w in self if w is not None]
 
     def stop(self) -> None:
-        for worker in self:
+        for worker in self.running():
             worker.stop()
 
 
-def build_workers(config: Config, store: Store, connectors: dict[str, Connector[Any]]) -> Workers:
+ROLES = frozenset({"ingest", "dispatch"})
+
+
+def build_workers(config: Config, core: Core, connectors: dict[str, Connector[Any]],
+                  roles: Collection[str] = ROLES) -> Workers:
+    """Ingest, and dispatch with the pollers (both talk to providers), as `roles` says."""
     settings = config.gateway
     return Workers(
-        IngestWorker(store, config.routing, lease_ttl=settings.lease_ttl, connectors=connectors),
-        Dispatcher(
-            store, connectors,
-            max_attempts=settings.send_max_attempts,
-            visibility_timeout=settings.send_visibility_timeout,
-        ),
-        Pollers(store, connectors, lease_ttl=settings.lease_ttl,
-                attachments=AttachmentStore(store.redis, settings.key_prefix, public_url=settings.public_base_url)),
+        IngestWorker(core, lease_ttl=settings.lease_ttl) if "ingest" in roles else None,
+        Dispatcher(core, connectors) if "dispatch" in roles else None,
+        Pollers(core.store, connectors, lease_ttl=settings.lease_ttl) if "dispatch" in roles else None,
     )
 
 
 @contextlib.asynccontextmanager
 async def run_workers(workers: Workers, grace: float = 10.0) -> AsyncIterator[None]:
-    tasks = [asyncio.create_task(w.run(), name=type(w).__name__) for w in workers]
+    tasks = [asyncio.create_task(w.run(), name=type(w).__name__) for w in workers.running()]
     try:
         yield
     finally:
@@ -69,7 +73,7 @@ async def run_workers(workers: Workers, grace: float = 10.0) -> AsyncIterator[No
 
 def setup(app: web.Application) -> None:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        app[WORKERS] = build_workers(app[CONFIG], app[STORE], app[CONNECTORS])
+        app[WORKERS] = build_workers(app[CONFIG], app[CORE], app[CONNECTORS])
         async with run_workers(app[WORKERS], grace=app[CONFIG].gateway.shutdown_grace):
             yield
 

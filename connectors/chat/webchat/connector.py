@@ -90,6 +90,7 @@ class WebchatSettings(ConnectorSettings, kw_only=True, forbid_unknown_fields=Tru
 class WebchatConnector(Connector[WebchatSettings]):
     kind = "webchat"
     channel = CHANNEL
+    transports = ("webchat",)  # sessions, the WebSocket, the HTTP fallback, the widget (gateway.webchat)
     Settings = WebchatSettings
     capabilities = Capabilities(
         # The widget shows any length; long replies are still split at paragraph boundaries so a

@@ -31,10 +31,14 @@ class StoredFile(NamedTuple):
 
 
 class AttachmentStore:
-    def __init__(self, redis: aioredis.Redis, prefix: str, *, public_url: str) -> None:
-        self.redis = redis
-        self.keys = Keys(prefix)
+    def __init__(self, client: aioredis.Redis, keys: Keys, *, public_url: str = "") -> None:
+        self.redis = client
+        self.keys = keys
+        # Without the deployment's public URL, kept files get URLs relative to the gateway.
         self.public_url = public_url.rstrip("/")
+
+    def with_public_url(self, public_url: str) -> AttachmentStore:
+        return AttachmentStore(self.redis, self.keys, public_url=public_url)
 
     @staticmethod
     def file_id(name: str | None, content_type: str, data: bytes) -> str:

@@ -1,0 +1,44 @@
+"""A thread changes hands or status: assignment and status transitions, and who may make them.
+
+Each transition is one Lua call that changes the thread and logs it (assigned, unassigned,
+status_changed, reopened); then the indexes and live views follow (Publisher). Later issues add
+theirs here: transfers, re-routing, service-level warnings.
+"""
+
+from __future__ import annotations
+
+from conversation.activity import Actor, agent
+from conversation.errors import NotAllowed
+from conversation.model import Conversation, ThreadStatus
+from conversation.service.publisher import Publisher
+from conversation.store import Store
+
+
+class ThreadChanges:
+    def __init__(self, store: Store, publisher: Publisher) -> None:
+        self.store = store
+        self.publisher = publisher
+
+    async def assign(self, cid: str, assignee: str | None, *, by: str, may_reassign: bool) -> Conversation:
+        """Give the conversation to `assignee` (None: to nobody). Without `may_reassign` (an
+        agent, not a supervisor), `by` may only take it or let it go, and only while it is theirs
+        or nobody's."""
+        if not may_reassign:
+            current = (await self.store.threads.get_conversation(cid)).assignee
+            if assignee is not None and assignee != by:
+                raise NotAllowed("agents may assign conversations only to themselves")
+            if current not in (None, by):
+                raise NotAllowed(f"assigned to {current}; a supervisor can reassign it")
+        return await self._change(cid, agent(by), assignee=assignee)
+
+    async def set_status(self, cid: str, status: ThreadStatus, *, by: Actor) -> Conversation:
+        """Open, pending or resolved. Resolving closes the episode; reopening starts one."""
+        return await self._change(cid, by, status=status.value)
+
+    async def _change(self, cid: str, actor: Actor, **changes: str | None) -> Conversation:
+        change = await self.store.threads.update(cid, actor, **changes)
+        await self.publisher.changed([change])
+        return await self.store.threads.get_conversation(cid)
+
+
+__all__ = ["ThreadChanges"]

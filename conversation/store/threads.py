@@ -1,0 +1,357 @@
+"""A customer's thread: profile, routing state, episodes, and every change to them.
+
+One hash per customer (keys.thread) holds the profile and the thread state; every change is one
+Lua call on the ``{c:<id>}`` slot that also appends its activity entries (conversation.activity),
+and answers with what it left behind (`Change`): the state the indexes need and the entries the
+live events derive from.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+
+from conversation.activity import Activity, Actor, decode_logged
+from conversation.errors import NotFound, OptedOut
+from conversation.ids import message_id
+from conversation.keys import Keys
+from conversation.model import (
+    Attachment,
+    Conversation,
+    Customer,
+    Direction,
+    Episode,
+    Identity,
+    InboundMessage,
+    Message,
+    ThreadStatus,
+    from_ms,
+    utcnow_ms,
+)
+from conversation.routing import Route
+from conversation.store.scripts import Call, Scripts
+from conversation.store.timeline import StoredMessage, Timeline, encoder, queued_overlay, stored_decoder
+
+IDEMPOTENCY_TTL = 86_400
+THREAD_REFERENCES = 10  # provider ids kept per thread and instance for References headers
+EDIT_SCAN = 500  # how far back in a thread an edited message is looked for
+_CONVERSATION_FIELDS = ["created", "ids", "name", "status", "queue", "assignee", "priority", "lm", "ep"]
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class ThreadState(msgspec.Struct, frozen=True):
+    """What a thread change left behind: enough to update the indexes."""
+
+    customer_id: str
+    applied: bool
+    seq: int
+    status: str
+    queue: str
+    assignee: str
+    priority: int
+    last_message_ms: int
+    version: int
+    episode: int
+    episode_opened_ms: int
+
+    @property
+    def message_id(self) -> str | None:
+        return message_id(self.customer_id, self.seq) if self.seq >= 0 else None
+
+
+class Change(msgspec.Struct, frozen=True):
+    """One atomic change: the thread's state after it (None when only the activity moved) and
+    the activity entries it appended."""
+
+    state: ThreadState | None
+    activities: tuple[Activity, ...] = ()
+
+
+def _state(cid: str, r: Sequence[Any]) -> ThreadState:
+    return ThreadState(
+        customer_id=cid,
+        applied=int(r[0]) == 1,
+        seq=int(r[1]),
+        status=_s(r[2] or ""),
+        queue=_s(r[3] or ""),
+        assignee=_s(r[4] or ""),
+        priority=int(r[5] or 0),
+        last_message_ms=int(r[6] or 0),
+        version=int(r[7] or 0),
+        episode=int(r[8] or 0),
+        episode_opened_ms=int(r[9] or 0),
+    )
+
+
+def _customer(cid: str, h: dict[str, str]) -> Customer:
+    ids = [Identity(k, a, bool(o)) for k, a, o in json.loads(h.get("ids") or "[]")]
+    return Customer(id=cid, name=h.get("name"), identities=ids, created_at=from_ms(int(h.get("created") or 0)))
+
+
+def conversation_from(cid: str, h: dict[str, str]) -> Conversation:
+    lm = int(h.get("lm") or 0)
+    return Conversation(
+        id=cid,
+        customer=_customer(cid, h),
+        status=ThreadStatus(h.get("status") or "open"),
+        queue=h.get("queue") or None,
+        assignee=h.get("assignee") or None,
+        priority=int(h.get("priority") or 0),
+        last_message_at=from_ms(lm) if lm else None,
+        episode=int(h.get("ep") or 1),
+    )
+
+
+def _fields(values: Sequence[Any]) -> dict[str, str]:
+    return {name: _s(v) for name, v in zip(_CONVERSATION_FIELDS, values, strict=True) if v is not None}
+
+
+def append_call(keys: Keys, cid: str, msg: InboundMessage, partition: int, entry_id: str, route: Route,
+                link: bool) -> Call:
+    stored = StoredMessage(
+        direction=Direction.INBOUND.value,
+        channel=msg.channel,
+        instance=msg.instance,
+        # The time Redis recorded it: monotonic along the partition, so along the thread too, unlike
+        # the webhook's arrival stamp, which concurrent requests reach Redis out of order with.
+        created_ms=int(entry_id.partition("-")[0]) or msg.received_at_ms or utcnow_ms(),
+        text=msg.text,
+        provider_id=msg.provider_message_id,
+        attachments=msg.attachments,
+        subject=msg.subject,
+        auto_reply=msg.auto_reply,
+    )
+    # Keyword commands (STOP, START, HELP) and automatic answers (out-of-office) are recorded
+    # but do not reopen a resolved thread.
+    reopens = msg.opt_out is None and not msg.auto_reply
+    # Threaded channels keep the conversation's context per instance for replies (subject, the
+    # provider ids to reference); SMS and chat spend no memory on it.
+    threaded = msg.subject is not None or bool(msg.references) or msg.thread_ref is not None
+    return [keys.thread(cid), keys.timeline(cid), keys.activity(cid)], [
+        partition, entry_id, encoder.encode(stored), stored.created_ms,
+        msg.sender.kind, msg.sender.address, msg.sender_name or "", msg.channel, msg.instance,
+        route.queue, route.priority, msg.opt_out if msg.opt_out in ("stop", "start") else "",
+        "1" if reopens else "0", "1" if link else "0",
+        msg.subject or "", (msg.thread_ref or msg.provider_message_id) if threaded else "",
+        route.rule, "1" if msg.auto_reply else "0",
+    ]
+
+
+class Threads:
+    def __init__(self, client: aioredis.Redis, scripts: Scripts, keys: Keys, timeline: Timeline) -> None:
+        self.redis = client
+        self.scripts = scripts
+        self.keys = keys
+        self.timeline = timeline
+
+    # --- changes ----------------------------------------------------------------------------
+
+    async def append_inbound_batch(
+        self, items: Sequence[tuple[str, InboundMessage, int, str, Route, bool]]
+    ) -> list[Change]:
+        """Append inbound messages in order, opening or reopening threads, in one round trip.
+
+        Items are (customer, message, partition, ingest entry id, route, link the sender).
+        Replay-safe: an entry at or below its partition's watermark changes nothing.
+        """
+        results = await self.scripts.batch("append_inbound", [
+            append_call(self.keys, cid, msg, partition, entry_id, route, link)
+            for cid, msg, partition, entry_id, route, link in items
+        ])
+        return [Change(_state(item[0], r), tuple(decode_logged(item[0], r[10])))
+                for item, r in zip(items, results, strict=True)]
+
+    async def append_inbound(self, cid: str, msg: InboundMessage, *, partition: int, entry_id: str, route: Route,
+                             link: bool = True) -> Change:
+        return (await self.append_inbound_batch([(cid, msg, partition, entry_id, route, link)]))[0]
+
+    async def append_outbound(
+        self,
+        cid: str,
+        *,
+        text: str,
+        channel: str,
+        instance: str | None,
+        to: Identity | None,
+        author: str | None,
+        note: bool = False,
+        idempotency_key: str | None = None,
+        attachments: tuple[Attachment, ...] = (),
+    ) -> tuple[Message, bool, tuple[Activity, ...]]:
+        """Queue a reply (or store a note): the message, whether it is new, what was logged.
+
+        With an idempotency key, a repeated request returns the first request's message.
+        Raises OptedOut when the recipient opted out, NotFound when there is no such thread.
+        """
+        now = utcnow_ms()
+        stored = StoredMessage(
+            direction=(Direction.NOTE if note else Direction.OUTBOUND).value,
+            channel=channel, instance=instance, created_ms=now, text=text, author=author,
+            attachments=attachments, to=to.key if to else None,
+        )
+        key = idempotency_key or ""
+        code, seq, logged = await self.scripts.run(
+            "append_outbound",
+            [self.keys.thread(cid), self.keys.timeline(cid), self.keys.overlay(cid), self.keys.idempotency(cid, key),
+             self.keys.activity(cid)],
+            [encoder.encode(stored), now, IDEMPOTENCY_TTL if key else 0, "1" if note else "0",
+             to.kind if to else "", to.address if to else "", queued_overlay(), author or "", channel,
+             instance or ""],
+        )
+        if code == -2:
+            raise NotFound(f"no conversation {cid!r}")
+        if code == -1:
+            raise OptedOut(f"{to.kind if to else 'recipient'} opted out of messages")
+        message = await self.timeline.get_message(message_id(cid, int(seq)))
+        return message, code == 1, tuple(decode_logged(cid, logged))
+
+    async def update(self, cid: str, actor: Actor, **changes: str | int | None) -> Change:
+        """Set status, assignee (None unassigns), queue or priority; keeps episodes. A change to
+        the value already there is no change: nothing is logged and the version stays."""
+        args: list[str | int] = [utcnow_ms(), actor.kind, actor.name or ""]
+        for field, value in changes.items():
+            if field not in ("status", "assignee", "queue", "priority"):
+                raise ValueError(f"cannot change {field!r}")
+            args += [field, "" if value is None else str(value)]
+        result = await self.scripts.run("thread_update", [self.keys.thread(cid), self.keys.episodes(cid),
+                                                          self.keys.activity(cid)], args)
+        if result[0] == -2:
+            raise NotFound(f"no conversation {cid!r}")
+        return Change(_state(cid, result), tuple(decode_logged(cid, result[10])))
+
+    async def list_identity(self, cid: str, identity: Identity, via: str) -> Change:
+        """Show an identity on its customer (its identity key is already theirs)."""
+        _, logged = await self.scripts.run("add_identity", [self.keys.thread(cid), self.keys.activity(cid)],
+                                           [identity.kind, identity.address, utcnow_ms(), via])
+        return Change(None, tuple(decode_logged(cid, logged)))
+
+    async def note_merge_suggestion(self, cid: str, identity: Identity, owner: str | None) -> Change:
+        _, logged = await self.scripts.run("suggest_merge", [self.keys.thread(cid), self.keys.activity(cid)],
+                                           [identity.key, utcnow_ms(), owner or ""])
+        return Change(None, tuple(decode_logged(cid, logged)))
+
+    async def set_opt_out(self, cid: str, identity: Identity, opted_out: bool, actor: Actor) -> Change:
+        _, logged = await self.scripts.run(
+            "set_opt_out", [self.keys.thread(cid), self.keys.activity(cid)],
+            [identity.kind, identity.address, int(opted_out), utcnow_ms(), actor.kind])
+        return Change(None, tuple(decode_logged(cid, logged)))
+
+    async def note_thread_reference(self, cid: str, instance: str, provider_id: str) -> None:
+        """Remember one of our sent messages as part of the thread's context on this instance."""
+        await self.scripts.run("thread_context", [self.keys.thread(cid)], [instance, "", provider_id,
+                                                                             THREAD_REFERENCES])
+
+    async def apply_edit(
+        self, cid: str, instance: str, provider_id: str, *, text: str, deleted: bool, at_ms: int
+    ) -> tuple[str | None, tuple[Activity, ...]]:
+        """Record the provider's edit or deletion of an inbound message of this thread.
+
+        The message is looked for among the thread's last EDIT_SCAN entries (edits come soon after
+        the message, and customers rarely edit old ones). Returns its id (None when it is not
+        there) and the activity logged. Applying the same edit twice changes nothing more.
+        """
+        for _ in range(5):  # an entry replaced between our read and our write is read again
+            first, blobs = await self.timeline.recent(cid, EDIT_SCAN)
+            for offset in range(len(blobs) - 1, -1, -1):
+                blob = blobs[offset]
+                stored = stored_decoder.decode(blob)
+                if (stored.provider_id != provider_id or stored.instance != instance
+                        or stored.direction != Direction.INBOUND.value):
+                    continue
+                if stored.deleted:
+                    return message_id(cid, first + offset), ()  # nothing to change after a deletion
+                # A deleted message keeps its place (the thread reads in order) but not its content:
+                # the customer took it back.
+                changed = msgspec.structs.replace(
+                    stored, text="" if deleted else text, attachments=() if deleted else stored.attachments,
+                    edited_ms=at_ms or utcnow_ms(), deleted=deleted,
+                )
+                replaced, logged = await self.scripts.run(
+                    "replace_message", [self.keys.timeline(cid), self.keys.activity(cid)],
+                    [first + offset, blob, encoder.encode(changed), utcnow_ms(), "1" if deleted else "0"],
+                )
+                if int(replaced) == 1:
+                    return message_id(cid, first + offset), tuple(decode_logged(cid, logged))
+                break
+            else:
+                return None, ()
+        return None, ()
+
+    # --- reads --------------------------------------------------------------------------------
+
+    async def get_customer(self, cid: str) -> Customer:
+        values = await self.redis.hmget(self.keys.thread(cid), _CONVERSATION_FIELDS)
+        if values[0] is None:
+            raise NotFound(f"no customer {cid!r}")
+        return _customer(cid, _fields(values))
+
+    async def get_conversation(self, cid: str) -> Conversation:
+        values = await self.redis.hmget(self.keys.thread(cid), _CONVERSATION_FIELDS)
+        fields = _fields(values)
+        if "status" not in fields:
+            raise NotFound(f"no conversation {cid!r}")
+        return conversation_from(cid, fields)
+
+    async def get_conversations(self, cids: Sequence[str]) -> list[Conversation | None]:
+        """Many conversations in one round trip (None for one that is gone), in order."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for cid in cids:
+                pipe.hmget(self.keys.thread(cid), _CONVERSATION_FIELDS)
+            rows = await pipe.execute()
+        out: list[Conversation | None] = []
+        for cid, values in zip(cids, rows, strict=True):
+            fields = _fields(values)
+            out.append(conversation_from(cid, fields) if "status" in fields else None)
+        return out
+
+    async def state(self, cid: str) -> ThreadState:
+        h = await self.redis.hmget(
+            self.keys.thread(cid), ["status", "queue", "assignee", "priority", "lm", "ver", "ep", "ep_open"]
+        )
+        if h[0] is None:
+            raise NotFound(f"no conversation {cid!r}")
+        return _state(cid, [1, -1, *h])
+
+    async def last_inbound(self, cid: str) -> tuple[str, str, Identity] | None:
+        """(channel, instance, sender identity) of the customer's latest inbound message."""
+        raw = await self.redis.hget(self.keys.thread(cid), "li")
+        if not raw:
+            return None
+        channel, instance, kind, address = json.loads(raw)
+        return channel, instance, Identity(kind, address)
+
+    async def last_inbound_ms(self, cid: str, channel: str) -> int | None:
+        """When the customer last wrote on this medium (reply windows count from it)."""
+        raw = await self.redis.hget(self.keys.thread(cid), f"in:{channel}")
+        return int(raw) if raw else None
+
+    async def context(self, cid: str, instance: str) -> tuple[str | None, list[str]]:
+        """(subject, provider ids to reference) of the thread on a threaded channel's instance."""
+        raw = await self.redis.hget(self.keys.thread(cid), f"ctx:{instance}")
+        if not raw:
+            return None, []
+        ctx = json.loads(raw)
+        return ctx.get("s") or None, list(ctx.get("r") or [])
+
+    async def episodes(self, cid: str) -> list[Episode]:
+        """Closed episodes, then the current one if the thread is not resolved."""
+        out: list[Episode] = []
+        for raw in await self.redis.lrange(self.keys.episodes(cid), 0, -1):
+            number, opened, first, resolved = json.loads(raw)
+            out.append(Episode(int(number), from_ms(int(opened or 0)),
+                               from_ms(int(first)) if first else None, from_ms(int(resolved))))
+        h = await self.redis.hmget(self.keys.thread(cid), ["status", "ep", "ep_open", "ep_first_reply"])
+        if h[0] is not None and _s(h[0]) != ThreadStatus.RESOLVED.value and h[1]:
+            out.append(Episode(int(h[1]), from_ms(int(h[2] or 0)),
+                               from_ms(int(h[3])) if h[3] else None, None))
+        return out
+
+
+__all__ = ["IDEMPOTENCY_TTL", "Change", "Route", "ThreadState", "Threads", "append_call", "conversation_from"]
