@@ -26,18 +26,20 @@ import redis.asyncio as aioredis
 from _common import (
     BenchRedis,
     Server,
-    Signer,
-    closed_loop,
     cpu_seconds,
     gateway_config,
     install_uvloop,
     omnigateway_exe,
-    once,
     spawn,
     start_baseline,
     start_gateway,
     stop_process,
     wait_http_ok,
+)
+from _load import (
+    Signer,
+    closed_loop,
+    once,
 )
 
 from conversation.keys import Keys

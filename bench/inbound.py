@@ -31,173 +31,43 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
 from _common import (
-    BenchRedis,
-    CountingRelay,
-    RunResult,
     Server,
-    Signer,
-    closed_loop,
-    commandstats,
-    cpu_seconds,
-    cycle,
     gateway_config,
     install_uvloop,
-    machine_cpu_seconds,
-    once,
-    open_loop,
-    own_cpu_seconds,
-    phone,
     start_baseline,
     start_gateway,
     stop_process,
 )
+from _inbound_bench import (
+    ONE_AT_A_TIME,
+    TARGETS,
+    Bench,
+    Json,
+    Options,
+    Window,
+    per_message,
+    run_stats,
+)
+from _inbound_report import print_report
+from _load import (
+    CountingRelay,
+    RunResult,
+    Signer,
+    closed_loop,
+    cycle,
+    once,
+    open_loop,
+    phone,
+)
 
 from conversation.keys import Keys
-from gateway.config import GatewaySettings
 from gateway.testing import free_port
-
-PAUSED = "bench-paused"  # the owner of every ingest lease while the ack path is measured alone
-ONE_AT_A_TIME = 500  # requests in the unloaded-latency run
-BENCH_COMMANDS = ("info", "xlen")  # what the bench itself sends Redis, left out of the counts
-TARGETS = {"ratio": 0.5, "ratio_stretch": 0.75, "round_trips": 1.0, "p99_ms_at_rate": 5.0,
-           "conversation_bytes": 1536, "message_bytes": 300}
-
-Json = dict[str, Any]
-
-
-@dataclass
-class Options:
-    seconds: float
-    warmup: float
-    rate: int
-    concurrency: int
-    conversations: int
-    rt_messages: int
-    memory_conversations: int
-    text_len: int
-    as_json: bool
-    keep: bool
-
-
-class Bench:
-    """The run's shared state: Redis, the servers, and CPU accounting per load run."""
-
-    def __init__(self, opts: Options, workdir: Path) -> None:
-        self.opts = opts
-        self.workdir = workdir
-        self.redis_proc = BenchRedis()
-        self.redis: aioredis.Redis | None = None
-        self.servers: list[Server] = []
-        settings = GatewaySettings()
-        self.keys = Keys(settings.key_prefix)
-        self.partitions = settings.partitions
-        self.run_tag = random.getrandbits(32)
-        self.acked = 0  # webhooks the main gateway acked with 2xx, every run included
-
-    @property
-    def r(self) -> aioredis.Redis:
-        assert self.redis is not None
-        return self.redis
-
-    def log(self, text: str) -> None:
-        print(text, file=sys.stderr if self.opts.as_json else sys.stdout, flush=True)
-
-    async def measured(self, servers: Iterable[Server], run: Awaitable[RunResult]) -> RunResult:
-        """Run a load run and note the CPU each process used meanwhile, in % of one core."""
-        procs = {s.name: s.proc.pid for s in servers}
-        if self.redis_proc.proc:
-            procs["redis"] = self.redis_proc.proc.pid
-        before = {name: cpu_seconds(pid) for name, pid in procs.items()}
-        own, machine, wall = own_cpu_seconds(), machine_cpu_seconds(), time.perf_counter()
-        result = await run
-        wall = time.perf_counter() - wall
-        result.cpu = {name: 100 * (cpu_seconds(pid) - before[name]) / wall for name, pid in procs.items()}
-        result.cpu["client"] = 100 * (own_cpu_seconds() - own) / wall
-        # Whatever else ran on the machine meanwhile: the figures are only as good as this is small.
-        result.cpu["others"] = max(0.0, 100 * (machine_cpu_seconds() - machine) / wall - sum(result.cpu.values()))
-        return result
-
-    async def to_gateway(self, run: Awaitable[RunResult]) -> RunResult:
-        result = await run
-        self.acked += result.ok
-        return result
-
-    # --- the ingest workers: paused by holding their leases ------------------------------------
-
-    async def pause_ingest(self, keys: Keys) -> None:
-        async with self.r.pipeline(transaction=False) as pipe:
-            for p in range(self.partitions):
-                pipe.set(keys.lease(p), PAUSED)
-            await pipe.execute()
-
-    async def resume_ingest(self, keys: Keys) -> None:
-        await self.r.delete(*(keys.lease(p) for p in range(self.partitions)))
-
-    async def backlog(self, keys: Keys) -> int:
-        """Ingest entries not yet applied: workers XDEL an entry once it is in its thread and routed."""
-        async with self.r.pipeline(transaction=False) as pipe:
-            for p in range(self.partitions):
-                pipe.xlen(keys.ingest_stream(p))
-            return sum(await pipe.execute())
-
-    async def wait_drained(self, keys: Keys, within: float) -> tuple[float | None, float | None]:
-        """Poll until every ingest entry is applied: (time of first progress, time drained)."""
-        start = await self.backlog(keys)
-        first: float | None = None
-        deadline = time.perf_counter() + within
-        while time.perf_counter() < deadline:
-            left = await self.backlog(keys)
-            now = time.perf_counter()
-            if first is None and left < start:
-                first = now
-            if left == 0:
-                return first or now, now
-            await asyncio.sleep(0.02)
-        return first, None
-
-    async def commands(self) -> Counter[str]:
-        stats = await commandstats(self.r)
-        for name in BENCH_COMMANDS:
-            stats.pop(name, None)
-        return stats
-
-
-@dataclass
-class Window:
-    """What a gateway sent Redis over a stretch of time."""
-
-    bursts: Counter[str]  # round trips, by first command (relay)
-    sent: Counter[str]  # commands the gateway sent (relay)
-    executed: Counter[str]  # commands Redis ran, inside Lua too (INFO commandstats)
-    seconds: float
-
-
-def run_stats(r: RunResult, *, fixed: bool = False) -> Json:
-    out: Json = {
-        "acked": r.ok,
-        "errors": {str(s): n for s, n in r.statuses.items() if not 200 <= s < 300},
-        "seconds": round(r.elapsed, 3),
-        "rate": round(r.rate, 1),
-        "p50_ms": round(r.p(50), 3),
-        "p99_ms": round(r.p(99), 3),
-        "cpu_percent": {k: round(v) for k, v in r.cpu.items()},
-    }
-    if fixed:  # latency above counts from each request's due time; this from its actual send
-        out["p99_from_send_ms"] = round(r.p(99, service=True), 3)
-    return out
-
-
-def per_message(counts: Counter[str], messages: int, floor: float = 0.02) -> dict[str, float]:
-    rows = {k: v / max(1, messages) for k, v in counts.items()}
-    return {k: round(v, 3) for k, v in sorted(rows.items(), key=lambda kv: -kv[1]) if abs(v) >= floor}
-
 
 # --- runs ----------------------------------------------------------------------------------------
 
@@ -341,6 +211,39 @@ async def serve(b: Bench, gateway: Server, signer: Signer, ack_rate: float, base
     }
 
 
+async def serve_on_every_core(b: Bench, baseline_rate: float) -> Json:
+    """`omnigateway serve --processes N` (web processes on one port, ingest and dispatch workers in
+    processes of their own) end to end: a saturation run from the first webhook sent to the last
+    message stored in its thread and routed, against the baseline's saturation rate of this run."""
+    o, n = b.opts, b.opts.processes
+    keys = Keys("mp")
+    port = free_port()
+    config = gateway_config(port=port, redis_url=b.redis_proc.url, data_dir=b.workdir / "var-mp",
+                            api_port=free_port(), prefix="mp")
+    server = await asyncio.to_thread(start_gateway, b.workdir, "gateway-mp", config, port, n)
+    b.servers.append(server)
+    try:
+        signer = Signer(f"http://127.0.0.1:{port}", b.run_tag ^ 0xABCD)
+        await closed_loop(port, once(signer.batch(int(4000 * o.warmup) + 500, o.conversations)),
+                          concurrency=o.concurrency, seconds=o.warmup)
+        await b.wait_drained(keys, within=60)
+        b.log(f"  serve --processes {n}: saturation ({o.seconds:g} s)")
+        pool = signer.batch(min(300_000, int(baseline_rate * o.seconds * 1.5) + 2000), o.conversations)
+        sat = await b.measured([server], closed_loop(port, once(pool), concurrency=o.concurrency, seconds=o.seconds))
+        _, stored_at = await b.wait_drained(keys, within=max(60.0, sat.ok / 200))
+        e2e_rate = sat.ok / (stored_at - sat.first_send) if stored_at else None
+        return {
+            "processes": n,
+            "saturation": run_stats(sat),
+            "stored_and_routed_rate": round(e2e_rate, 1) if e2e_rate else None,
+            "ratio_to_baseline": round(e2e_rate / baseline_rate, 3) if e2e_rate else None,
+            "last_stored_after_last_ack_s": round(stored_at - sat.last_done, 3) if stored_at else None,
+        }
+    finally:
+        await asyncio.to_thread(stop_process, server.proc)
+        b.servers.remove(server)
+
+
 async def memory(b: Bench, gateway: Server, signer: Signer) -> Json:
     """MEMORY USAGE of conversations with 1 and with 21 messages of a fixed text length."""
     o = b.opts
@@ -358,7 +261,7 @@ async def memory(b: Bench, gateway: Server, signer: Signer) -> Json:
                 pipe.memory_usage(name, samples=0)
             return [int(v or 0) for v in await pipe.execute()]
 
-    parts = ("thread", "timeline", "overlay", "episodes", "identity")
+    parts = ("thread", "timeline", "activity", "overlay", "episodes", "identity")
     ones: list[dict[str, int]] = []
     many: list[dict[str, int]] = []
     cids = [_text(c) if c else None for c in await r.mget([keys.identity("phone", n) for n in numbers])]
@@ -366,7 +269,7 @@ async def memory(b: Bench, gateway: Server, signer: Signer) -> Json:
         if cid is None or await r.llen(keys.timeline(cid)) != (1 if j < k else 21):
             b.log(f"  warning: sample conversation of {number} missing or of unexpected length, left out")
             continue
-        names = [keys.thread(cid), keys.timeline(cid), keys.overlay(cid), keys.episodes(cid),
+        names = [keys.thread(cid), keys.timeline(cid), keys.activity(cid), keys.overlay(cid), keys.episodes(cid),
                  keys.identity("phone", number)]
         (ones if j < k else many).append(dict(zip(parts, await usage(names), strict=True)))
 
@@ -448,9 +351,11 @@ async def run(opts: Options) -> Json:
 
         b.log("ack path alone (ingest workers paused):")
         ack = await ack_path(b, gateway, baseline, signer)
-        b.log("omnigateway serve (HTTP and workers in one process):")
+        b.log("omnigateway serve --processes 1 (HTTP and workers in one process):")
         served = await serve(b, gateway, signer, ack["gateway"]["saturation"]["rate"],
                              ack["baseline"]["saturation"]["rate"])
+        b.log(f"omnigateway serve --processes {opts.processes} (web processes, ingest and dispatch beside them):")
+        every_core = await serve_on_every_core(b, ack["baseline"]["saturation"]["rate"])
         b.log(f"memory: {opts.memory_conversations} conversations with 1 message, "
               f"{opts.memory_conversations} with 21")
         mem = await memory(b, gateway, signer)
@@ -462,6 +367,7 @@ async def run(opts: Options) -> Json:
                          "conversations": opts.conversations},
             "ack_path": ack,
             "serve": served,
+            "serve_every_core": every_core,
             "round_trips": rt,
             "memory": mem,
             "targets": TARGETS,
@@ -489,111 +395,6 @@ def _server_version(info: dict[str, Any]) -> str:
     return f"{name} {info.get(f'{name}_version') or info.get('redis_version')}"
 
 
-# --- the report ----------------------------------------------------------------------------------
-
-
-def print_report(d: Json) -> None:
-    m, a, s, rt, mem, t = d["machine"], d["ack_path"], d["serve"], d["round_trips"], d["memory"], d["targets"]
-    bs, gs = a["baseline"]["saturation"], a["gateway"]["saturation"]
-    bf, gf = a["baseline"]["fixed_rate"], a["gateway"]["fixed_rate"]
-    rate = d["settings"]["rate"]
-    w = 44
-
-    def row(label: str, base: str, gw: str, target: str = "") -> None:
-        print(f"  {label:<{w - 2}}{base:>14}{gw:>16}   {target}")
-
-    print()
-    print(f"inbound benchmark: {m['cpus']} CPUs, Python {m['python']}, {m['redis']}, "
-          f"{d['settings']['seconds']:g} s per run, {d['settings']['concurrency']} connections")
-    print()
-    print(f"{'ACK PATH ALONE (ingest workers paused)':<{w}}{'baseline':>14}{'gateway':>16}   target")
-    row("saturation: acked/s", f"{bs['rate']:,.0f}", f"{gs['rate']:,.0f}")
-    row("saturation: ack p50 / p99 ms", _pp(bs), _pp(gs))
-    row("ratio gateway / baseline", "", f"{a['ratio']:.2f}",
-        f">= {t['ratio']} (stretch {t['ratio_stretch']}): {_mark(a['ratio'] >= t['ratio'])}")
-    bo, go = a["baseline"]["one_at_a_time"], a["gateway"]["one_at_a_time"]
-    row("one at a time: ack p50 / p99 ms", _pp(bo), _pp(go))
-    row(f"{rate:,}/s offered: achieved/s", f"{bf['rate']:,.0f}", f"{gf['rate']:,.0f}")
-    row(f"{rate:,}/s offered: ack p50 / p99 ms", _pp(bf), _pp(gf),
-        f"p99 <= {t['p99_ms_at_rate']:g} ms: {_mark(gf['p99_ms'] <= t['p99_ms_at_rate'])}")
-    row("CPU % server/redis/client/others, sat.", _cpu(bs, "baseline"), _cpu(gs, "gateway"))
-    row(f"CPU % server/redis/client/others, {rate:,}/s", _cpu(bf, "baseline"), _cpu(gf, "gateway"))
-
-    ss, sf = s["saturation"], s["fixed_rate"]
-    print()
-    print("OMNIGATEWAY SERVE (HTTP and ingest workers in one process)")
-    print(f"  saturation: acked/s {ss['rate']:,.0f}, ack p50 / p99 ms {_pp(ss)}, CPU % {_cpu(ss, 'gateway')}")
-    e2e, ratio = s["stored_and_routed_rate"], s["ratio_to_baseline"]
-    print(f"  stored and routed, first sent -> last in its thread: "
-          f"{_num(e2e)} msg/s ({ss['acked']:,} messages; {_num(ratio, '.2f')} x baseline)")
-    print(f"  {rate:,}/s offered: achieved/s {sf['rate']:,.0f}, ack p50 / p99 ms {_pp(sf)}, last stored "
-          f"{_num(sf['last_stored_after_last_ack_s'], '.2f')} s after last ack, CPU % {_cpu(sf, 'gateway')}")
-    dr = s["drain"]
-    print(f"  workers alone, draining {dr['backlog']:,} queued webhooks: {_num(dr['rate'])} msg/s")
-    print(f"  Redis commands per message, end to end: {sum(s['redis_commands_per_message'].values()):.1f} "
-          f"({_fmt(s['redis_commands_per_message'], 8)})")
-    c = s["consistency"]
-    whole = c["in_threads"] == c["acked"] and not c["dead_letters"]
-    print(f"  messages in threads / webhooks acked: {c['in_threads']:,} / {c['acked']:,} in {c['threads']:,} "
-          f"threads, {c['dead_letters']} dead letters: {_mark(whole)}")
-
-    print()
-    print(f"REDIS ON THE ACK PATH ({rt['messages']} webhooks, one at a time, through a counting relay)")
-    rtpm = rt["round_trips_per_message"]
-    print(f"  round trips per webhook: {rtpm:.2f} ({_fmt(rt['round_trips_by_first_command'])})   "
-          f"target {t['round_trips']:g}: {_mark(rtpm <= t['round_trips'] + 0.05)}")
-    print(f"  commands sent per webhook: {sum(rt['commands_sent_per_message'].values()):.2f} "
-          f"({_fmt(rt['commands_sent_per_message'])})")
-    print(f"  commands executed per webhook, Lua's included: {sum(rt['commands_executed_per_message'].values()):.2f} "
-          f"({_fmt(rt['commands_executed_per_message'])})")
-
-    print()
-    print(f"MEMORY (MEMORY USAGE; {mem['sample_conversations']} sample conversations, "
-          f"{mem['text_len']}-byte texts)")
-    fixed, extra = mem["fixed_per_conversation"], mem["per_message_beyond_text"]
-    print(f"  fixed per conversation: {fixed:,.0f} B   target <= {t['conversation_bytes']:,} B: "
-          f"{_mark(fixed <= t['conversation_bytes'])}")
-    print("    a one-message conversation: " + ", ".join(
-        f"{k} {v:,}" for k, v in mem["one_message_conversation"].items() if v))
-    print(f"  per message beyond its text: {extra:,.0f} B   target <= {t['message_bytes']} B: "
-          f"{_mark(extra <= t['message_bytes'])}   (in the thread: {mem['per_message_in_thread']:,.0f} B)")
-    print(f"  plus, per message, while it lasts: dedupe key {mem['dedupe_key_per_message']:,.0f} B "
-          f"(expires after the dedupe TTL), event {mem['event_per_message']:,.0f} B (capped stream)")
-
-    runs = [bs, gs, bf, gf, ss, sf]
-    busy = max(r["cpu_percent"].get("others", 0) for r in runs)
-    if busy > 20:
-        print(f"\nnote: the rest of the machine was busy up to {busy}% CPU during a run (bench/README.md, "
-              "'Reading the CPU columns'); figures are lower than on a quiet machine")
-    errors = Counter[str]()
-    for r in runs:
-        errors.update(r["errors"])
-    if errors:
-        print(f"\nnon-2xx answers: {dict(errors)}")
-    print()
-
-
-def _mark(ok: bool) -> str:
-    return "ok" if ok else "MISS"
-
-
-def _pp(r: Json) -> str:
-    return f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f}"
-
-
-def _cpu(r: Json, server: str) -> str:
-    c = r["cpu_percent"]
-    return "/".join(str(c.get(k, 0)) for k in (server, "redis", "client", "others"))
-
-
-def _num(v: float | None, spec: str = ",.0f") -> str:
-    return "n/a" if v is None else format(v, spec)
-
-
-def _fmt(d: dict[str, float], limit: int = 6) -> str:
-    return ", ".join(f"{k} {v:.2f}" for k, v in list(d.items())[:limit]) or "-"
-
-
 # --- command line --------------------------------------------------------------------------------
 
 
@@ -610,11 +411,12 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p.add_argument("--text-len", type=int, default=100, help="message text length in the memory sample")
     p.add_argument("--json", action="store_true", help="print the results as JSON (progress to stderr)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (configs, server logs)")
+    p.add_argument("--processes", type=int, default=2, help="web processes of the multi-process serve run")
     a = p.parse_args(argv)
     if min(a.seconds, a.rate, a.concurrency, a.conversations, a.rt_messages, a.memory_conversations) <= 0:
         p.error("sizes and durations must be positive")
     return Options(a.seconds, a.warmup, a.rate, a.concurrency, a.conversations, a.rt_messages,
-                   a.memory_conversations, a.text_len, a.json, a.keep)
+                   a.memory_conversations, a.text_len, a.json, a.keep, a.processes)
 
 
 def main(argv: list[str] | None = None) -> int:

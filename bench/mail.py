@@ -39,7 +39,8 @@ from collections.abc import Callable  # noqa: E402
 from email.message import EmailMessage  # noqa: E402
 
 import structlog  # noqa: E402
-from _common import BenchRedis, percentile  # noqa: E402
+from _common import BenchRedis  # noqa: E402
+from _load import percentile  # noqa: E402
 
 from connectors.email.connector import EmailConnector  # noqa: E402
 from connectors.email.parse import parse_email  # noqa: E402

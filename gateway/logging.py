@@ -162,8 +162,9 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(numeric)
-    # twilio's HTTP client logs each request's parameters (To, Body) at INFO in preformatted text.
-    logging.getLogger("twilio.http_client").setLevel(max(numeric, logging.WARNING))
+    # The twilio SDK's HTTP clients log every request (its parameters: To, Body) and its answer at
+    # INFO, nine lines per send; an operator acts on none of them. Its warnings still show.
+    logging.getLogger("twilio").setLevel(max(numeric, logging.WARNING))
 
     structlog.configure(
         processors=[

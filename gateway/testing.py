@@ -118,6 +118,7 @@ class GatewayUnderTest:
         run_workers: bool = True,
         port: int | None = None,
         instances: Mapping[str, Connector[Any]] | None = None,
+        routing: Mapping[str, object] | None = None,
         **gateway: object,
     ) -> None:
         self.redis_url = redis_url
@@ -128,6 +129,7 @@ class GatewayUnderTest:
         self.connectors_config = connectors
         self.run_workers = run_workers
         self.gateway_overrides = gateway
+        self.routing = dict(routing or {})
         self._runner: object | None = None
         self._session: object | None = None
 
@@ -144,6 +146,7 @@ class GatewayUnderTest:
                 "gateway": {"host": "127.0.0.1", "port": self.port, "public_url": self.base_url,
                             "redis_url": self.redis_url, "key_prefix": self.prefix, **self.gateway_overrides},
                 "connectors": self.connectors_config,
+                "routing": self.routing,
             },
             Config,
         )

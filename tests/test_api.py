@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -212,11 +213,13 @@ async def test_paging_walks_every_conversation_once(client: Client, store: Store
         assert sorted(seen) == sorted(ids), f"limit={limit}"
         assert all(len(p) <= limit for p in pages)
     # most recent first, across page boundaries too
-    stamps: list[str] = []
+    stamps: list[datetime] = []
     cursor = None
     while True:
         page = await get(client, "/v1/conversations", ana, limit=4, **({"cursor": cursor} if cursor else {}))
-        stamps += [c["last_message_at"] for c in page["items"]]
+        # Compared as times: the text of a whole second has no fraction and sorts apart from its
+        # neighbours ("...21Z" after "...21.015Z").
+        stamps += [datetime.fromisoformat(c["last_message_at"]) for c in page["items"]]
         if not (cursor := page["next_cursor"]):
             break
     assert len(stamps) == len(ids) and stamps == sorted(stamps, reverse=True)
@@ -290,6 +293,32 @@ async def test_agents_assign_themselves_and_see_their_inbox(client: Client, stor
     # ana lets go of it
     assert (await post(client, f"/v1/conversations/{cid}/assign", ana, {"assignee": None}))["assignee"] is None
     assert (await get(client, "/v1/conversations", ana, assignee="me"))["items"] == []
+
+
+async def test_an_agents_resolved_conversations_are_listed_with_both_filters(
+        client: Client, store: Store, ana: dict[str, str], sue: dict[str, str]) -> None:
+    now = int(time.time() * 1000)
+    cid = await seed(store, "+34600000711", queue="billing", at_ms=now - 3000)
+    live = await seed(store, "+34600000712", queue="billing", at_ms=now - 2000)
+    other = await seed(store, "+34600000713", queue="billing", at_ms=now - 1000)
+    for conv in (cid, live):
+        await post(client, f"/v1/conversations/{conv}/assign", ana, {"assignee": "me"})
+    await post(client, f"/v1/conversations/{other}/assign", sue, {"assignee": "ben"})
+    await post(client, f"/v1/conversations/{cid}/status", ana, {"status": "resolved"})
+    await post(client, f"/v1/conversations/{other}/status", sue, {"status": "resolved"})
+
+    def ids(page: Any) -> list[str]:
+        return [c["id"] for c in page["items"]]
+
+    assert ids(await get(client, "/v1/conversations", ana, status="resolved")) == [other, cid]
+    # Both filters: ana's resolved work, and only hers (this answered [] before).
+    assert ids(await get(client, "/v1/conversations", ana, assignee="ana", status="resolved")) == [cid]
+    assert ids(await get(client, "/v1/conversations", ana, assignee="me", status="resolved")) == [cid]
+    assert ids(await get(client, "/v1/conversations", ana, assignee="ana", status="open")) == [live]
+    assert ids(await get(client, "/v1/conversations", ana, assignee="ana")) == [live]  # live work, as before
+    # The same for a queue: its resolved threads, not nothing.
+    assert set(ids(await get(client, "/v1/conversations", ana, queue="billing", status="resolved"))) == {cid, other}
+    assert ids(await get(client, "/v1/conversations", ana, queue="billing")) == [live]
 
 
 async def test_supervisors_assign_anyone(client: Client, store: Store, ana: dict[str, str],

@@ -153,6 +153,9 @@ async def test_permanent_error_fails_at_once_with_the_reason(
     msg = await store.timeline.get_message(mid)
     assert msg.error and "21211" in msg.error
     assert twilio.attempts == 1 and twilio.messages == []
+    log, _ = await store.timeline.activity(conversation_of(mid), limit=50)
+    assert [(a.type, a.actor.kind, a.details) for a in log if a.type == "reply_failed"] == [
+        ("reply_failed", "system", {"message_id": mid, "error": msg.error})]
 
 
 async def test_unsubscribed_recipient_is_marked_opted_out(
@@ -186,6 +189,9 @@ async def test_out_of_attempts_goes_to_the_dead_letter_stream(
     letters, _ = await store.dead_letters.list()
     assert [(stream, fields["message_id"]) for stream, _, fields in letters] == [("outbound", mid)]
     assert twilio.attempts == 3 and twilio.messages == []
+    log, _ = await store.timeline.activity(conversation_of(mid), limit=50)
+    assert [a.details for a in log if a.type == "reply_failed"] == [
+        {"message_id": mid, "error": msg.error, "dead_letter": True}]
 
 
 async def test_a_recorded_provider_id_is_never_sent_twice(

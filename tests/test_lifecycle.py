@@ -7,11 +7,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
+from served import Served
 
 from connectors.testing.fake_twilio import FakeTwilio, inbound_message_params
 from conversation.model import DeliveryStatus
@@ -28,51 +24,6 @@ from gateway.testing import eventually, free_port
 ACCOUNT_SID = "AC" + "3" * 32
 AUTH_TOKEN = "d" * 32
 BUSINESS = "+15550002222"
-EXE = str(Path(sys.executable).with_name("omnigateway"))
-
-
-class Served:
-    def __init__(self, workdir: Path, config: str, port: int) -> None:
-        self.workdir, self.port = workdir, port
-        self.config = workdir / "gateway.toml"
-        self.config.write_text(config)
-        self.log = workdir / "serve.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([EXE, "serve", "--config", str(self.config)], cwd=self.workdir,
-                                         stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()
-            try:
-                with urllib.request.urlopen(self.base + "/readyz", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
-        raise AssertionError("gateway did not become ready:\n" + self.log.read_text())
-
-    def terminate(self, timeout: float = 30) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
-
-    def token(self) -> str:
-        out = subprocess.run([EXE, "token", "create", "--name", "ops", "--role", "admin", "--config",
-                              str(self.config)], cwd=self.workdir, capture_output=True, text=True, timeout=60)
-        assert out.returncode == 0, out.stderr
-        return out.stdout.strip().splitlines()[-1]
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
 
 
 @pytest.fixture

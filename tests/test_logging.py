@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -130,3 +131,42 @@ def test_auto_format_is_json_when_not_a_terminal(restore_logging: None) -> None:
 )
 def test_mask_text(raw: str, masked: str | None) -> None:
     assert mask_text(raw) == (raw if masked is None else masked)
+
+
+async def test_info_logs_hold_what_an_operator_acts_on(restore_logging: None, redis_url: str, key_prefix: str
+                                                       ) -> None:
+    """A send through the twilio SDK and a worker taking its partitions each leave at most one
+    info line, not one per HTTP exchange or per lease."""
+    from connectors.sms.twilio import TwilioConnector
+    from connectors.testing.fake_twilio import FakeTwilio
+    from conversation.model import Identity, Outbound
+    from conversation.service import Core
+    from conversation.store import open_store
+    from gateway.testing import eventually
+    from gateway.workers.ingest import IngestWorker
+
+    stream = io.StringIO()
+    configure_logging("info", "json", stream=stream)
+    sid, token = "AC" + "7" * 32, "b" * 32
+    async with FakeTwilio(sid, token) as twilio:
+        connector = TwilioConnector.from_config(
+            "sms", {"kind": "twilio", "account_sid": sid, "auth_token": token, "from_number": "+15550001111",
+                    "api_base_url": twilio.base_url}, public_url="http://127.0.0.1:9")
+        try:
+            await connector.send(Outbound(message_id="c.1", channel="sms", to=Identity("phone", "+34600111222"),
+                                          text="Your refund is on its way"))
+        finally:
+            await connector.aclose()
+    assert [line for line in stream.getvalue().splitlines() if line.strip()] == []
+
+    store = open_store(redis_url, prefix=key_prefix, partitions=16)
+    worker = IngestWorker(Core(store), lease_ttl=2.0)
+    task = asyncio.create_task(worker.run())
+    try:
+        await eventually(lambda: len(worker.owned) == 16, what="the worker owning every partition")
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 10)
+        await store.close()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+    assert [line["event"] for line in lines] == ["ingest.partitions"]  # one line, not sixteen

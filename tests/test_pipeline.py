@@ -284,6 +284,20 @@ async def test_opt_out_refuses_replies_until_start(gateway: GatewayUnderTest, tw
     await twilio.wait_for_messages(1)
 
 
+async def test_a_sender_the_phone_library_calls_impossible_still_reaches_a_thread(
+    gateway: GatewayUnderTest, twilio: FakeTwilio
+) -> None:
+    # Twilio delivered it, so somebody wrote from it: it used to go to the dead letters.
+    token = await gateway.token("admin")
+    number = "+1234" + str(uuid.uuid4().int)[:1]  # too short to be possible anywhere
+    status, _ = await text_in(gateway, twilio, number, "short code reply")
+    assert status == 200
+    conv = await eventually(lambda: thread_of(gateway, token, number), what="the impossible number's thread")
+    assert conv["customer"]["identities"] == [{"kind": "phone", "address": number, "opted_out": False}]
+    status, page = await gateway.api("GET", "/v1/dead-letters", token)
+    assert status == 200 and page["items"] == []  # type: ignore[index]
+
+
 async def test_malformed_payload_is_dead_lettered_and_replayable(
     gateway: GatewayUnderTest, twilio: FakeTwilio
 ) -> None:

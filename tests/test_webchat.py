@@ -326,6 +326,29 @@ async def test_size_and_rate_limits_answer_with_error_frames_and_keep_the_socket
             await tab.close()
 
 
+async def test_an_oversize_frame_gets_an_error_frame_up_to_the_hard_limit(
+        redis_url: str, key_prefix: str, redis_client: object) -> None:
+    async with GatewayUnderTest(redis_url, prefix=key_prefix, connectors=chat_config(), partitions=2,
+                                lease_ttl=2.0, shutdown_grace=1.0) as gw:
+        _, session = await new_session(gw)
+        tab = await Client.connect(gw, session["visitor_token"])
+        try:
+            # 200 kB: far over the 2,000-character limit, still under the 1 MB the socket reads.
+            await tab.send("x" * 200_000, "huge")
+            frame = await tab.until(lambda f: f["type"] == "error")
+            assert frame["code"] == "message_too_long"
+            await tab.send("still here", "after")  # the socket stayed open
+            await tab.until(text_is("still here"))
+            assert not tab.ws.closed
+            # Beyond the hard limit the socket is closed: reading it would buffer without bound.
+            await tab.ws.send_str("x" * (1024 * 1024 + 1))
+            msg = await tab.ws.receive(timeout=10)
+            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+            assert tab.ws.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+        finally:
+            await tab.close()
+
+
 async def test_rate_limit_per_ip_holds_across_visitors(redis_url: str, key_prefix: str, redis_client: object) -> None:
     config = chat_config(messages_per_minute_per_ip=2)
     async with GatewayUnderTest(redis_url, prefix=key_prefix, connectors=config, partitions=2, lease_ttl=2.0,

@@ -1,14 +1,14 @@
--- Move a conversation between the listing indexes, newest version wins.
+-- Move conversations between the listing indexes, newest version wins, a batch in one call.
 -- All index keys share the {ix} tag, so this is one atomic call even on a Cluster. The keys are
 -- derived from ARGV because which sets are touched depends on the stored state.
 -- KEYS[1] index state hash
--- ARGV: 1 key prefix ("<prefix>:{ix}"), 2 cid, 3 version, 4 status, 5 queue, 6 assignee,
---       7 recency score (last message ms), 8 urgency score
+-- ARGV: 1 key prefix ("<prefix>:{ix}"), 2 a msgpack array of states, each
+--       {cid, version, status, queue, assignee, recency score (last message ms), urgency score}
 -- Live work (open, pending) is in queue:<q> by urgency and assignee:<a> by recency; resolved
 -- threads move to queue:<q>:resolved and assignee:<a>:resolved, by recency, so that "X's
 -- resolved conversations" is one read too.
--- Returns 1 when applied, 0 when an equal or newer version was already applied.
-local p, cid, ver = ARGV[1], ARGV[2], tonumber(ARGV[3])
+-- Returns how many states were applied (an equal or newer version already applied is skipped).
+local p = ARGV[1]
 
 local function sets(status, queue, assignee)
   local out = {{p .. ':status:' .. status, 'recency'}}
@@ -18,15 +18,21 @@ local function sets(status, queue, assignee)
   return out
 end
 
-local old = redis.call('HGET', KEYS[1], cid)
-if old then
-  local over, ostatus, oqueue, oassignee = string.match(old, '^(%d+)|([^|]*)|([^|]*)|(.*)$')
-  if tonumber(over) >= ver then return 0 end
-  for _, s in ipairs(sets(ostatus, oqueue, oassignee)) do redis.call('ZREM', s[1], cid) end
+local applied = 0
+for _, st in ipairs(cmsgpack.unpack(ARGV[2])) do
+  local cid, ver, status, queue, assignee = st[1], tonumber(st[2]), st[3], st[4], st[5]
+  local old = redis.call('HGET', KEYS[1], cid)
+  local over, ostatus, oqueue, oassignee
+  if old then over, ostatus, oqueue, oassignee = string.match(old, '^(%d+)|([^|]*)|([^|]*)|(.*)$') end
+  if not old or tonumber(over) < ver then
+    if old then
+      for _, s in ipairs(sets(ostatus, oqueue, oassignee)) do redis.call('ZREM', s[1], cid) end
+    end
+    local scores = {recency = st[6], urgency = st[7]}
+    for _, s in ipairs(sets(status, queue, assignee)) do redis.call('ZADD', s[1], scores[s[2]], cid) end
+    if queue ~= '' then redis.call('SADD', p .. ':queues', queue) end
+    redis.call('HSET', KEYS[1], cid, ver .. '|' .. status .. '|' .. queue .. '|' .. assignee)
+    applied = applied + 1
+  end
 end
-local status, queue, assignee = ARGV[4], ARGV[5], ARGV[6]
-local scores = {recency = ARGV[7], urgency = ARGV[8]}
-for _, s in ipairs(sets(status, queue, assignee)) do redis.call('ZADD', s[1], scores[s[2]], cid) end
-if queue ~= '' then redis.call('SADD', p .. ':queues', queue) end
-redis.call('HSET', KEYS[1], cid, ver .. '|' .. status .. '|' .. queue .. '|' .. assignee)
-return 1
+return applied

@@ -12,12 +12,15 @@ import base64
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 import redis.asyncio as aioredis
 
 from conversation.keys import Keys
 from conversation.model import Conversation, ThreadStatus
 from conversation.store.scripts import Scripts
 from conversation.store.threads import Threads, ThreadState
+
+_encoder = msgspec.msgpack.Encoder()
 
 
 def urgency(priority: int, waiting_since_ms: int) -> float:
@@ -41,12 +44,11 @@ class Indexes:
         if not states:
             return
         ix = f"{self.keys.prefix}:{{ix}}"
-        await self.scripts.batch("index", [
-            ([self.keys.ix_state()],
-             [ix, st.customer_id, st.version, st.status, st.queue, st.assignee, st.last_message_ms,
-              urgency(st.priority, st.episode_opened_ms or st.last_message_ms)])
-            for st in states
-        ])
+        # One call for the whole batch: every index key is in the {ix} slot. Scores travel as
+        # strings, which ZADD reads exactly.
+        rows = [(st.customer_id, st.version, st.status, st.queue, st.assignee, str(st.last_message_ms),
+                 repr(urgency(st.priority, st.episode_opened_ms or st.last_message_ms))) for st in states]
+        await self.scripts.run("index", [self.keys.ix_state()], [ix, _encoder.encode(rows)])
 
     def _sources(self, status: str | None, queue: str | None, assignee: str | None) -> tuple[list[str], bool]:
         """Which sorted sets hold the answer, and whether they read ascending (queues: most

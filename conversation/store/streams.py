@@ -30,7 +30,8 @@ StreamEntry = tuple[bytes, dict[bytes, bytes]]
 _encoder = msgspec.msgpack.Encoder()
 _inbound_decoder = msgspec.msgpack.Decoder(InboundMessage)
 _status_decoder = msgspec.msgpack.Decoder(StatusUpdate)
-_event_decoder = msgspec.json.Decoder(Event)
+_events_encoder = msgspec.msgpack.Encoder()
+_events_decoder = msgspec.msgpack.Decoder(list[Event])
 
 
 def _s(value: Any) -> str:
@@ -165,6 +166,10 @@ class OutboundQueue:
 
 
 class Events:
+    """The live events, capped. One stream entry carries the events of one publish call (the
+    activity one change, or one ingest batch, appended), so a batch of 200 messages is one XADD,
+    not 200; readers see them one by one, in order, each with the activity id it derives from."""
+
     def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
         self.redis = client
         self.keys = keys
@@ -172,34 +177,36 @@ class Events:
     async def publish(self, events: Sequence[Event]) -> None:
         if not events:
             return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for ev in events:
-                pipe.xadd(self.keys.events(), {"e": msgspec.json.encode(ev)}, maxlen=EVENTS_MAXLEN,
-                          approximate=True)
-            await pipe.execute()
+        await self.redis.xadd(self.keys.events(), {"b": _events_encoder.encode(list(events))},
+                              maxlen=EVENTS_MAXLEN, approximate=True)
+
+    @staticmethod
+    def _unpack(rows: Sequence[StreamEntry]) -> list[tuple[str, Event | None]]:
+        out: list[tuple[str, Event | None]] = []
+        for entry_id, fields in rows:
+            try:
+                events: list[Event | None] = list(_events_decoder.decode(fields[b"b"]))
+            except (KeyError, msgspec.DecodeError):
+                events = [None]  # written by another version: a wake-up for nobody in particular
+            out += [(_s(entry_id), ev) for ev in events]
+        return out
 
     async def read(self, after: str = "0-0", count: int = 100) -> list[tuple[str, Event]]:
+        """Events of the entries after `after` (up to `count` entries), oldest first."""
         rows: list[StreamEntry] = await self.redis.xrange(  # type: ignore[assignment]
             self.keys.events(), min=f"({after}" if after != "0-0" else "-", count=count)
-        return [(_s(i), _event_decoder.decode(f[b"e"])) for i, f in rows]
+        return [(i, e) for i, e in self._unpack(rows) if e is not None]
 
     async def last_id(self) -> str:
         tail: list[StreamEntry] = await self.redis.xrevrange(self.keys.events(), count=1)  # type: ignore[assignment]
         return _s(tail[0][0]) if tail else "0-0"
 
     async def follow(self, after: str, count: int, block_ms: int) -> list[tuple[str, Event | None]]:
-        """Events after `after`, waiting up to `block_ms` for the first (None for one this
-        version cannot read)."""
+        """Events after the entry `after`, waiting up to `block_ms` for one (None for what this
+        version cannot read); the id is the stream entry's, to follow on from."""
         reply: list[tuple[bytes, list[StreamEntry]]] = await self.redis.xread(  # type: ignore[assignment]
             {self.keys.events(): after}, count=count, block=block_ms or None)
-        out: list[tuple[str, Event | None]] = []
-        for _, entries in reply or []:
-            for entry_id, fields in entries:
-                try:
-                    out.append((_s(entry_id), _event_decoder.decode(fields[b"e"])))
-                except (KeyError, msgspec.DecodeError):
-                    out.append((_s(entry_id), None))
-        return out
+        return self._unpack([entry for _, entries in reply or [] for entry in entries])
 
 
 __all__ = ["EVENTS_MAXLEN", "INGEST_GROUP", "OUTBOUND_GROUP", "Events", "IngestLog", "OutboundQueue",

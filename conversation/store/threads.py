@@ -39,6 +39,7 @@ from conversation.store.timeline import StoredMessage, Timeline, encoder, queued
 IDEMPOTENCY_TTL = 86_400
 THREAD_REFERENCES = 10  # provider ids kept per thread and instance for References headers
 EDIT_SCAN = 500  # how far back in a thread an edited message is looked for
+_args_encoder = msgspec.msgpack.Encoder()
 _CONVERSATION_FIELDS = ["created", "ids", "name", "status", "queue", "assignee", "priority", "lm", "ep"]
 
 
@@ -134,14 +135,14 @@ def append_call(keys: Keys, cid: str, msg: InboundMessage, partition: int, entry
     # Threaded channels keep the conversation's context per instance for replies (subject, the
     # provider ids to reference); SMS and chat spend no memory on it.
     threaded = msg.subject is not None or bool(msg.references) or msg.thread_ref is not None
-    return [keys.thread(cid), keys.timeline(cid), keys.activity(cid)], [
-        partition, entry_id, encoder.encode(stored), stored.created_ms,
+    return [keys.thread(cid), keys.timeline(cid), keys.activity(cid)], [_args_encoder.encode((
+        partition, entry_id, stored.created_ms,
         msg.sender.kind, msg.sender.address, msg.sender_name or "", msg.channel, msg.instance,
         route.queue, route.priority, msg.opt_out if msg.opt_out in ("stop", "start") else "",
         "1" if reopens else "0", "1" if link else "0",
         msg.subject or "", (msg.thread_ref or msg.provider_message_id) if threaded else "",
         route.rule, "1" if msg.auto_reply else "0",
-    ]
+    )), encoder.encode(stored)]
 
 
 class Threads:
