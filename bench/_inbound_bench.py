@@ -41,6 +41,7 @@ class Options:
     as_json: bool
     keep: bool
     processes: int
+    rounds: int
 
 
 class Bench:

@@ -98,6 +98,14 @@ class Keys:
     def ix_state(self) -> str:
         return f"{self.prefix}:{{ix}}:state"
 
+    def ix_all(self) -> str:
+        """Sorted set: every conversation by recency, the unfiltered inbox."""
+        return f"{self.prefix}:{{ix}}:all"
+
+    def ix_cards(self) -> str:
+        """Hash: conversation id -> its card (what a listing shows), written with the index."""
+        return f"{self.prefix}:{{ix}}:cards"
+
     def ix_status(self, status: str) -> str:
         return f"{self.prefix}:{{ix}}:status:{status}"
 

@@ -155,6 +155,29 @@ async def test_conversation_paging_visits_each_once(store: Store) -> None:
         assert len(seen) == 23
 
 
+async def test_an_index_from_before_the_all_conversations_set_still_lists_everything(store: Store) -> None:
+    """A deployment indexed by an older version has no {ix}:all yet: the unfiltered listing then
+    merges the status indexes, and each conversation joins it on its next change."""
+    states: list[ThreadState] = []
+    for i in range(7):
+        ident = Identity("phone", f"+3460001{i:04d}")
+        cid = await store.identities.resolve(ident)
+        change = await store.threads.append_inbound(cid, inbound(f"m{i}", f"SMx{i}", ident), partition=0,
+                                                    entry_id=f"{i + 1}-0", route=ROUTE)
+        assert change.state is not None
+        states.append(change.state)
+    await store.indexes.reindex(states)
+    await store.redis.delete(store.keys.ix_all())
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page, cursor = await store.indexes.list_conversations(limit=3, cursor=cursor)
+        seen += [c.id for c in page]
+        if cursor is None:
+            break
+    assert seen == [s.customer_id for s in reversed(states)]
+
+
 async def test_message_paging(store: Store) -> None:
     cid = await store.identities.resolve(PHONE)
     for i in range(7):

@@ -43,7 +43,6 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -53,9 +52,23 @@ from imapclient import IMAPClient, SocketTimeout
 from imapclient.exceptions import IMAPClientError
 
 from connectors.base import MalformedPayload, PollContext
+from connectors.email.imap_support import (
+    FETCH_BATCH,
+    ConnectionLost,
+    Cursor,
+    ImapTiming,
+    _batches,
+    _describe,
+    _honour_lost_cancellation,
+    _reconnectable,
+    _Selected,
+    _text,
+)
 from connectors.email.settings import EmailSettings
 
 log = structlog.get_logger("connectors.email.imap")
+
+DEFAULT_TIMING = ImapTiming()  # frozen: one shared default is safe
 
 T = TypeVar("T")
 
@@ -64,57 +77,8 @@ T = TypeVar("T")
 # server's INTERNALDATE, when the message reached the mailbox.
 Ingest = Callable[[bytes, int], Awaitable[object]]
 
-# Messages fetched per FETCH: few round trips, while a run of large mails (scans, videos) does
-# not sit in memory at once. A single larger message is still fetched, alone.
-FETCH_BATCH = 20
-FETCH_BATCH_BYTES = 32 * 1024 * 1024
 # A rescan after a UIDVALIDITY change reads mail from this long before the newest one recorded.
 RESCAN_MARGIN = timedelta(days=1)
-
-
-@dataclass(frozen=True)
-class ImapTiming:
-    """Pacing that is not configuration users should need to touch; tests shorten it."""
-
-    # How long one IDLE wait may block the mailbox's thread: how late a cancellation is acted on.
-    idle_tick: float = 1.0
-    # A server can miss mail that lands while IDLE begins (Dovecot does, now and then: the message
-    # is then announced only by a later change or a re-issued IDLE). So after connecting, and
-    # after reading mail (when more tends to follow), the first IDLE ends after this long and the
-    # mailbox is read once more before IDLE proper.
-    idle_settle: float = 2.0
-    # Reconnect backoff after a dropped connection: doubles from `backoff_initial` up to
-    # `backoff_max`, each delay drawn from its upper half so that many gateways do not return
-    # in lockstep after a server restart.
-    backoff_initial: float = 1.0
-    backoff_max: float = 60.0
-    # How long a clean logout may take on shutdown before the thread is left to finish alone.
-    shutdown_timeout: float = 5.0
-
-
-class Cursor(msgspec.Struct, kw_only=True):
-    """Where the poller stands in one mailbox, saved as JSON in the instance's poll state."""
-
-    mailbox: str
-    uidvalidity: int
-    last_uid: int = 0
-    # Newest INTERNALDATE recorded (ms): what bounds a rescan after a UIDVALIDITY change.
-    seen_until_ms: int = 0
-    # Set while a rescan runs, so a restart midway keeps its bound: mail that arrived before this
-    # (ms) is not read again.
-    rescan_since_ms: int | None = None
-
-
-class ConnectionLost(Exception):
-    """The server closed or broke the connection; the poller reconnects."""
-
-
-@dataclass(frozen=True)
-class _Selected:
-    uidvalidity: int
-    idle: bool
-    move: bool
-    uidplus: bool
 
 
 async def run_imap(
@@ -123,7 +87,7 @@ async def run_imap(
     instance: str,
     *,
     ingest: Ingest | None = None,
-    timing: ImapTiming = ImapTiming(),  # frozen: one shared default is safe
+    timing: ImapTiming = DEFAULT_TIMING,
 ) -> None:
     """Read the instance's mailbox until cancelled: every message, once, in UID order.
 
@@ -165,7 +129,7 @@ class ImapPoller:
 
     def __init__(
         self, settings: EmailSettings, ctx: PollContext, instance: str, *, ingest: Ingest,
-        timing: ImapTiming = ImapTiming(),
+        timing: ImapTiming = DEFAULT_TIMING,
     ) -> None:
         if settings.imap_host is None:
             raise ValueError(f"connectors.{instance}: imap_host is not set")
@@ -495,53 +459,4 @@ class ImapPoller:
             self._client = None
 
 
-def _honour_lost_cancellation() -> None:
-    """Raise CancelledError if this task was cancelled but the cancellation got lost on the way.
-
-    On Python 3.11, asyncio.wait_for returns normally when the awaited operation completes in the
-    same loop turn as the cancellation, swallowing it (fixed in 3.12); redis-py awaits every
-    socket write through wait_for, so a cancel that lands while the cursor is being saved can
-    vanish. The task still counts the request (Task.cancelling()), so every IMAP step checks it:
-    the supervisor's cancel then stops the poller within one step instead of never.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
-def _batches(uids: Sequence[int], sizes: dict[int, int]) -> list[list[int]]:
-    """`uids` in order, cut into FETCHes of at most FETCH_BATCH messages and FETCH_BATCH_BYTES."""
-    batches: list[list[int]] = []
-    batch: list[int] = []
-    total = 0
-    for uid in uids:
-        size = sizes.get(uid, 0)
-        if batch and (len(batch) == FETCH_BATCH or total + size > FETCH_BATCH_BYTES):
-            batches.append(batch)
-            batch, total = [], 0
-        batch.append(uid)
-        total += size
-    if batch:
-        batches.append(batch)
-    return batches
-
-
-def _reconnectable(exc: BaseException) -> bool:
-    """Errors of the connection, not of the configuration: worth reconnecting for."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return False  # a wrong host name or an untrusted certificate is fixed in the config
-    if isinstance(exc, ConnectionLost | OSError | imaplib.IMAP4.abort):  # OSError: resets, timeouts, TLS
-        return True
-    # A server that is starting or shutting down may refuse logins for a moment (RFC 5530).
-    return isinstance(exc, imaplib.IMAP4.error) and "[UNAVAILABLE]" in str(exc)
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {str(exc)[:200]}" if str(exc) else type(exc).__name__
-
-
-def _text(parts: Sequence[object]) -> str:
-    return " ".join(p.decode(errors="replace") if isinstance(p, bytes) else str(p) for p in parts)[:200]
-
-
-__all__ = ["ConnectionLost", "Cursor", "ImapPoller", "ImapTiming", "Ingest", "run_imap"]
+__all__ = ["FETCH_BATCH", "ConnectionLost", "Cursor", "ImapPoller", "ImapTiming", "Ingest", "run_imap"]

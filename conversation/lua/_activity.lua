@@ -13,3 +13,13 @@ local function log(key, kind, at, actor, name, details)
   table.insert(LOGGED, entry)
   return index
 end
+
+-- The thread's state after a change, as every thread-changing script returns it (store/threads.py
+-- reads it back as a ThreadState): what the listing indexes and their conversation cards need.
+-- KEYS[1] is always the thread hash. LOGGED comes last.
+local function thread_state(applied, seq)
+  local h = redis.call('HMGET', KEYS[1], 'status', 'queue', 'assignee', 'priority', 'lm', 'ver', 'ep', 'ep_open',
+                       'created', 'name', 'ids')
+  return {applied, seq, h[1] or '', h[2] or '', h[3] or '', h[4] or '', h[5] or '0', h[6] or '0', h[7] or '0',
+          h[8] or '0', h[9] or '0', h[10] or '', h[11] or '[]', LOGGED}
+end

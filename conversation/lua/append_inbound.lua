@@ -12,7 +12,7 @@
 --       17 the routing rule's name, 18 auto-reply ("1"/"0")
 -- Replays are recognised by the per-partition watermark: entries of one partition arrive in
 -- stream order, so an entry at or below the watermark was applied before a crash.
--- Returns {applied, seq, status, queue, assignee, priority, last_message_ms, ver, episode, ep_open, logged}
+-- Returns thread_state(applied, seq) (lua/_activity.lua).
 local function newer(a, b)  -- stream id a > b ?
   local ams, aseq = string.match(a, '(%d+)-(%d+)')
   local bms, bseq = string.match(b, '(%d+)-(%d+)')
@@ -20,11 +20,6 @@ local function newer(a, b)  -- stream id a > b ?
   return ams > bms or (ams == bms and aseq > bseq)
 end
 
-local function state(applied, seq)
-  local h = redis.call('HMGET', KEYS[1], 'status', 'queue', 'assignee', 'priority', 'lm', 'ver', 'ep', 'ep_open')
-  return {applied, seq, h[1] or '', h[2] or '', h[3] or '', h[4] or '', h[5] or '0', h[6] or '0', h[7] or '0',
-          h[8] or '0', LOGGED}
-end
 
 local A = cmsgpack.unpack(ARGV[1])
 for i = 1, #A do A[i] = tostring(A[i]) end
@@ -32,7 +27,7 @@ table.insert(A, 3, ARGV[2])
 local wkey = 'w:' .. A[1]
 local mark = redis.call('HGET', KEYS[1], wkey)
 if mark and not newer(A[2], mark) then
-  return state(0, -1)
+  return thread_state(0, -1)
 end
 
 local now = A[4]
@@ -41,14 +36,17 @@ local first_contact = redis.call('HSETNX', KEYS[1], 'created', now) == 1
 if first_contact then
   redis.call('HSET', KEYS[1], 'ids', '[]', 'ep', 0)
 end
-if A[7] ~= '' and not redis.call('HGET', KEYS[1], 'name') then
-  redis.call('HSET', KEYS[1], 'name', A[7])
-end
+if A[7] ~= '' then redis.call('HSETNX', KEYS[1], 'name', A[7]) end
 
--- identities: [[kind, address, opted_out], ...]; opt-out words are recorded on the identity
+-- identities: [[kind, address, opted_out], ...]; opt-out words are recorded on the identity.
+-- 'li' names the identity the customer last wrote from, and is only ever one of theirs: a
+-- message from that same identity, with no STOP or START in it, has nothing to change here,
+-- which spares most messages decoding and rewriting the list.
 local linked = A[14] == '1'
+local li = cjson.encode({A[8], A[9], A[5], A[6]})
+local li_changed = linked and redis.call('HGET', KEYS[1], 'li') ~= li
 local opt_changed = nil  -- the STOP/START this message carries changed the identity: logged after it
-if linked then
+if linked and (li_changed or A[12] ~= '') then
   local ids = cjson.decode(redis.call('HGET', KEYS[1], 'ids'))
   local found = nil
   for _, ident in ipairs(ids) do
@@ -105,9 +103,10 @@ elseif not status then
 end
 -- 'in:<channel>' is the customer's last message on that medium: reply windows count from it.
 -- 'li' (where to answer by default) only follows identities that belong to this customer.
-redis.call('HSET', KEYS[1], 'lm', now, wkey, A[2], 'in:' .. A[8], now)
-if linked then
-  redis.call('HSET', KEYS[1], 'li', cjson.encode({A[8], A[9], A[5], A[6]}))
+if li_changed then
+  redis.call('HSET', KEYS[1], 'lm', now, wkey, A[2], 'in:' .. A[8], now, 'li', li)
+else
+  redis.call('HSET', KEYS[1], 'lm', now, wkey, A[2], 'in:' .. A[8], now)
 end
 redis.call('HINCRBY', KEYS[1], 'ver', 1)
-return state(1, seq)
+return thread_state(1, seq)

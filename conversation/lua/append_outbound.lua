@@ -7,14 +7,14 @@
 --       8 author ("" none), 9 channel, 10 instance
 -- Returns {code, seq, logged}: code 1 created, 0 an earlier request with the same key (seq is
 -- its message), -1 the recipient opted out, -2 no such thread.
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-2, -1, LOGGED} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-2, -1} end
 if ARGV[3] ~= '0' then
   local earlier = redis.call('GET', KEYS[4])
-  if earlier then return {0, tonumber(earlier), LOGGED} end
+  if earlier then return thread_state(0, tonumber(earlier)) end
 end
 if ARGV[4] ~= '1' then
   for _, ident in ipairs(cjson.decode(redis.call('HGET', KEYS[1], 'ids') or '[]')) do
-    if ident[1] == ARGV[5] and ident[2] == ARGV[6] and ident[3] == 1 then return {-1, -1, LOGGED} end
+    if ident[1] == ARGV[5] and ident[2] == ARGV[6] and ident[3] == 1 then return {-1, -1} end
   end
 end
 local seq = redis.call('RPUSH', KEYS[2], ARGV[1]) - 1
@@ -29,4 +29,4 @@ if ARGV[4] ~= '1' then
 else
   log(KEYS[5], 'note_added', ARGV[2], actor, ARGV[8], {m = seq})
 end
-return {1, seq, LOGGED}
+return thread_state(1, seq)

@@ -5,9 +5,8 @@
 --       assignee ("" unassigns), queue, priority
 -- Resolving closes the episode (kept in the episodes list); reopening starts a new one. A value
 -- equal to the current one changes nothing and logs nothing.
--- Returns the state as in append_inbound.lua (applied = 1 when something changed, else 0),
--- or {-2} for no such thread.
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-2} end
+-- Returns thread_state(1 when something changed else 0, -1), or {-2, -1} for no such thread.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-2, -1} end
 local now, actor, name = ARGV[1], ARGV[2], ARGV[3]
 local changed = 0
 for i = 4, #ARGV, 2 do
@@ -49,6 +48,4 @@ for i = 4, #ARGV, 2 do
   end
 end
 if changed == 1 then redis.call('HINCRBY', KEYS[1], 'ver', 1) end
-local h = redis.call('HMGET', KEYS[1], 'status', 'queue', 'assignee', 'priority', 'lm', 'ver', 'ep', 'ep_open')
-return {changed, -1, h[1] or '', h[2] or '', h[3] or '', h[4] or '', h[5] or '0', h[6] or '0', h[7] or '0',
-        h[8] or '0', LOGGED}
+return thread_state(changed, -1)

@@ -63,11 +63,11 @@ class Replies:
         note. Returns the (first part's) message."""
         threads = self.store.threads
         if private:
-            note, _, logged = await threads.append_outbound(
+            note, _, change = await threads.append_outbound(
                 conversation_id, text=text, channel="note", instance=None, to=None, author=author,
                 note=True, idempotency_key=idempotency_key,
             )
-            await self.publisher.logged(logged)
+            await self.publisher.changed([change])
             return note
 
         last = await threads.last_inbound(conversation_id)
@@ -117,11 +117,11 @@ class Replies:
 
     async def store_intent(self, intent: ReplyIntent) -> tuple[Message, bool]:
         """The reply's message: stored now (and logged), or the one stored earlier under its key."""
-        message, created, logged = await self.store.threads.append_outbound(
+        message, created, change = await self.store.threads.append_outbound(
             intent.conversation_id, text=intent.text, channel=intent.channel, instance=intent.instance,
             to=intent.to, author=intent.author, idempotency_key=intent.key, attachments=intent.attachments,
         )
-        await self.publisher.logged(logged)
+        await self.publisher.changed([change])  # the reply is the thread's latest message now
         return message, created
 
     async def _recipient(self, cid: str, port: Channel, channel: str,

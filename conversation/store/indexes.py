@@ -21,6 +21,7 @@ from conversation.store.scripts import Scripts
 from conversation.store.threads import Threads, ThreadState
 
 _encoder = msgspec.msgpack.Encoder()
+_card_decoder = msgspec.msgpack.Decoder(Conversation)
 
 
 def urgency(priority: int, waiting_since_ms: int) -> float:
@@ -41,14 +42,17 @@ class Indexes:
 
     async def reindex(self, states: Sequence[ThreadState]) -> None:
         """Bring the listing indexes up to date with thread states (any order, any repetition)."""
+        states = [st for st in states if st.status]  # an identity listed before its first message
         if not states:
             return
         ix = f"{self.keys.prefix}:{{ix}}"
         # One call for the whole batch: every index key is in the {ix} slot. Scores travel as
-        # strings, which ZADD reads exactly.
+        # strings, which ZADD reads exactly. The card is what a listing shows of the conversation.
         rows = [(st.customer_id, st.version, st.status, st.queue, st.assignee, str(st.last_message_ms),
                  repr(urgency(st.priority, st.episode_opened_ms or st.last_message_ms))) for st in states]
-        await self.scripts.run("index", [self.keys.ix_state()], [ix, _encoder.encode(rows)])
+        cards = [_encoder.encode(st.conversation()) for st in states]  # binary: arguments of their own
+        await self.scripts.run("index", [self.keys.ix_state(), self.keys.ix_cards()],
+                               [ix, _encoder.encode(rows), *cards])
 
     def _sources(self, status: str | None, queue: str | None, assignee: str | None) -> tuple[list[str], bool]:
         """Which sorted sets hold the answer, and whether they read ascending (queues: most
@@ -60,7 +64,7 @@ class Indexes:
             return [self.keys.ix_assignee(assignee, resolved)], False
         if status:
             return [self.keys.ix_status(status)], False
-        return [self.keys.ix_status(s.value) for s in ThreadStatus], False
+        return [self.keys.ix_all()], False
 
     async def list_conversations(
         self,
@@ -71,14 +75,26 @@ class Indexes:
         cursor: str | None = None,
         limit: int = 50,
     ) -> tuple[list[Conversation], str | None]:
-        """Conversations matching every filter given. The cursor is opaque."""
+        """Conversations matching every filter given. The cursor is opaque.
+
+        What a page shows comes from the conversations' cards in the index, written with their
+        version by every change (two round trips a page, whatever its length); a conversation
+        without a card (indexed by an older version) is read from its thread.
+        """
         sources, ascending = self._sources(status, queue, assignee)
         after = _decode_cursor(cursor)
-        entries = await self._entries(sources, ascending, after, limit + 1)
-        page = entries[:limit]
-        more = len(entries) > limit
+        members = await self._members(sources[0], ascending, after, limit + 1)
+        if members is None:  # the all-conversations index is not complete yet: merge the statuses
+            merged = await self._entries([self.keys.ix_status(s.value) for s in ThreadStatus], False, after,
+                                         limit + 1)
+            members, scores = [m for m, _ in merged], {m: sc for m, sc in merged}
+        else:
+            scores = {}
+        page = members[:limit]
+        more = len(members) > limit
+        cards, last_score = await self._cards(page, sources[0] if more and page and not scores else None)
         out: list[Conversation] = []
-        for conv in await self.threads.get_conversations([cid for cid, _ in page]):
+        for conv in cards:
             if conv is None:
                 continue
             if status and conv.status != status:
@@ -92,18 +108,87 @@ class Indexes:
             if assignee and not status and not queue and conv.status == ThreadStatus.RESOLVED:
                 continue
             out.append(conv)
-        next_cursor = _encode_cursor(page[-1][1], page[-1][0]) if more and page else None
+        next_cursor = None
+        if more and page:
+            score = scores.get(page[-1], last_score)
+            next_cursor = _encode_cursor(score if score is not None else 0.0, page[-1])
         return out, next_cursor
 
-    async def _entries(
-        self, sources: Sequence[str], ascending: bool, after: tuple[float, str] | None, count: int
-    ) -> list[tuple[str, float]]:
-        """The next `count` (member, score) entries of the merged sources after the cursor.
+    async def _members(self, src: str, ascending: bool, after: tuple[float, str] | None, count: int
+                       ) -> list[str] | None:
+        """The next `count` members of one index after the cursor, without their scores (which
+        cost redis-py dearly to parse); None when `src` is the all-conversations index and it does
+        not hold every conversation yet (a deployment indexed before it existed).
 
         A cursor is (score, member). Members sharing the cursor's score are read whole and
         filtered by member, then scores strictly beyond it are read up to `count`: however many
         conversations share one millisecond, paging neither stalls nor skips.
         """
+        check = src == self.keys.ix_all()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if check:
+                pipe.zcard(src)
+                pipe.hlen(self.keys.ix_state())
+            if after is not None:
+                pipe.zrangebyscore(src, after[0], after[0])
+            if after is None:
+                lo, hi = "-inf", "+inf"
+            elif ascending:
+                lo, hi = f"({after[0]!r}", "+inf"
+            else:
+                lo, hi = "-inf", f"({after[0]!r}"
+            if ascending:
+                pipe.zrangebyscore(src, lo, hi, start=0, num=count)
+            else:
+                pipe.zrevrangebyscore(src, hi, lo, start=0, num=count)
+            replies = await pipe.execute()
+        if check:
+            indexed, conversations = int(replies[0]), int(replies[1])
+            replies = replies[2:]
+            if indexed < conversations:
+                return None
+        out: list[str] = []
+        if after is not None:
+            ties = sorted((_s(m) for m in replies[0]), reverse=not ascending)  # as Redis orders ties
+            out = [m for m in ties if (m > after[1] if ascending else m < after[1])]
+            replies = replies[1:]
+        out += [_s(m) for m in replies[0]]
+        return out[:count]
+
+    async def _cards(self, cids: Sequence[str], score_of_last_in: str | None = None
+                     ) -> tuple[list[Conversation | None], float | None]:
+        """The cards of `cids`, in order, and the score of the last one in `score_of_last_in`
+        (for the next cursor), in one round trip."""
+        if not cids:
+            return [], None
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(self.keys.ix_cards(), cids)
+            if score_of_last_in is not None:
+                pipe.zscore(score_of_last_in, cids[-1])
+            replies = await pipe.execute()
+        raw = replies[0]
+        last_score = float(replies[1]) if score_of_last_in is not None and replies[1] is not None else None
+        cards: list[Conversation | None] = []
+        missing: list[int] = []
+        for i, blob in enumerate(raw):
+            try:
+                cards.append(_card_decoder.decode(blob.encode() if isinstance(blob, str) else blob)
+                             if blob else None)
+            except msgspec.DecodeError:
+                cards.append(None)
+            if cards[-1] is None:
+                missing.append(i)
+        if missing:
+            for i, conv in zip(missing, await self.threads.get_conversations([cids[i] for i in missing]),
+                               strict=True):
+                cards[i] = conv
+        return cards, last_score
+
+    async def _entries(
+        self, sources: Sequence[str], ascending: bool, after: tuple[float, str] | None, count: int
+    ) -> list[tuple[str, float]]:
+        """The next `count` (member, score) entries of several indexes merged, after the cursor
+        (as _members does for one)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for src in sources:
                 if after is None:

@@ -48,7 +48,8 @@ def _s(value: Any) -> str:
 
 
 class ThreadState(msgspec.Struct, frozen=True):
-    """What a thread change left behind: enough to update the indexes."""
+    """What a thread change left behind: enough to update the indexes and the conversation's
+    card in them (what a listing shows)."""
 
     customer_id: str
     applied: bool
@@ -61,10 +62,21 @@ class ThreadState(msgspec.Struct, frozen=True):
     version: int
     episode: int
     episode_opened_ms: int
+    created_ms: int = 0
+    name: str | None = None
+    identities: str = "[]"  # as stored: a JSON list of [kind, address, opted_out]
 
     @property
     def message_id(self) -> str | None:
         return message_id(self.customer_id, self.seq) if self.seq >= 0 else None
+
+    def conversation(self) -> Conversation:
+        """The conversation as this state shows it (what the listings serve)."""
+        return conversation_from(self.customer_id, {
+            "created": str(self.created_ms), "ids": self.identities, "name": self.name or "",
+            "status": self.status, "queue": self.queue, "assignee": self.assignee,
+            "priority": str(self.priority), "lm": str(self.last_message_ms), "ep": str(self.episode),
+        })
 
 
 class Change(msgspec.Struct, frozen=True):
@@ -73,6 +85,10 @@ class Change(msgspec.Struct, frozen=True):
 
     state: ThreadState | None
     activities: tuple[Activity, ...] = ()
+
+
+# Where lua/_activity.lua's thread_state() puts what it returns.
+_LOGGED = 13
 
 
 def _state(cid: str, r: Sequence[Any]) -> ThreadState:
@@ -88,7 +104,14 @@ def _state(cid: str, r: Sequence[Any]) -> ThreadState:
         version=int(r[7] or 0),
         episode=int(r[8] or 0),
         episode_opened_ms=int(r[9] or 0),
+        created_ms=int(r[10] or 0) if len(r) > 10 else 0,
+        name=(_s(r[11]) or None) if len(r) > 11 and r[11] else None,
+        identities=_s(r[12]) if len(r) > 12 and r[12] else "[]",
     )
+
+
+def _change(cid: str, r: Sequence[Any]) -> Change:
+    return Change(_state(cid, r), tuple(decode_logged(cid, r[_LOGGED])))
 
 
 def _customer(cid: str, h: dict[str, str]) -> Customer:
@@ -166,8 +189,7 @@ class Threads:
             append_call(self.keys, cid, msg, partition, entry_id, route, link)
             for cid, msg, partition, entry_id, route, link in items
         ])
-        return [Change(_state(item[0], r), tuple(decode_logged(item[0], r[10])))
-                for item, r in zip(items, results, strict=True)]
+        return [_change(item[0], r) for item, r in zip(items, results, strict=True)]
 
     async def append_inbound(self, cid: str, msg: InboundMessage, *, partition: int, entry_id: str, route: Route,
                              link: bool = True) -> Change:
@@ -185,8 +207,8 @@ class Threads:
         note: bool = False,
         idempotency_key: str | None = None,
         attachments: tuple[Attachment, ...] = (),
-    ) -> tuple[Message, bool, tuple[Activity, ...]]:
-        """Queue a reply (or store a note): the message, whether it is new, what was logged.
+    ) -> tuple[Message, bool, Change]:
+        """Queue a reply (or store a note): the message, whether it is new, and the change.
 
         With an idempotency key, a repeated request returns the first request's message.
         Raises OptedOut when the recipient opted out, NotFound when there is no such thread.
@@ -198,7 +220,7 @@ class Threads:
             attachments=attachments, to=to.key if to else None,
         )
         key = idempotency_key or ""
-        code, seq, logged = await self.scripts.run(
+        result = await self.scripts.run(
             "append_outbound",
             [self.keys.thread(cid), self.keys.timeline(cid), self.keys.overlay(cid), self.keys.idempotency(cid, key),
              self.keys.activity(cid)],
@@ -206,12 +228,13 @@ class Threads:
              to.kind if to else "", to.address if to else "", queued_overlay(), author or "", channel,
              instance or ""],
         )
+        code, seq = int(result[0]), int(result[1])
         if code == -2:
             raise NotFound(f"no conversation {cid!r}")
         if code == -1:
             raise OptedOut(f"{to.kind if to else 'recipient'} opted out of messages")
-        message = await self.timeline.get_message(message_id(cid, int(seq)))
-        return message, code == 1, tuple(decode_logged(cid, logged))
+        message = await self.timeline.get_message(message_id(cid, seq))
+        return message, code == 1, _change(cid, result)
 
     async def update(self, cid: str, actor: Actor, **changes: str | int | None) -> Change:
         """Set status, assignee (None unassigns), queue or priority; keeps episodes. A change to
@@ -225,13 +248,12 @@ class Threads:
                                                           self.keys.activity(cid)], args)
         if result[0] == -2:
             raise NotFound(f"no conversation {cid!r}")
-        return Change(_state(cid, result), tuple(decode_logged(cid, result[10])))
+        return _change(cid, result)
 
     async def list_identity(self, cid: str, identity: Identity, via: str) -> Change:
         """Show an identity on its customer (its identity key is already theirs)."""
-        _, logged = await self.scripts.run("add_identity", [self.keys.thread(cid), self.keys.activity(cid)],
-                                           [identity.kind, identity.address, utcnow_ms(), via])
-        return Change(None, tuple(decode_logged(cid, logged)))
+        return _change(cid, await self.scripts.run("add_identity", [self.keys.thread(cid), self.keys.activity(cid)],
+                                                   [identity.kind, identity.address, utcnow_ms(), via]))
 
     async def note_merge_suggestion(self, cid: str, identity: Identity, owner: str | None) -> Change:
         _, logged = await self.scripts.run("suggest_merge", [self.keys.thread(cid), self.keys.activity(cid)],
@@ -239,10 +261,9 @@ class Threads:
         return Change(None, tuple(decode_logged(cid, logged)))
 
     async def set_opt_out(self, cid: str, identity: Identity, opted_out: bool, actor: Actor) -> Change:
-        _, logged = await self.scripts.run(
+        return _change(cid, await self.scripts.run(
             "set_opt_out", [self.keys.thread(cid), self.keys.activity(cid)],
-            [identity.kind, identity.address, int(opted_out), utcnow_ms(), actor.kind])
-        return Change(None, tuple(decode_logged(cid, logged)))
+            [identity.kind, identity.address, int(opted_out), utcnow_ms(), actor.kind]))
 
     async def note_thread_reference(self, cid: str, instance: str, provider_id: str) -> None:
         """Remember one of our sent messages as part of the thread's context on this instance."""
@@ -314,8 +335,8 @@ class Threads:
 
     async def state(self, cid: str) -> ThreadState:
         h = await self.redis.hmget(
-            self.keys.thread(cid), ["status", "queue", "assignee", "priority", "lm", "ver", "ep", "ep_open"]
-        )
+            self.keys.thread(cid),
+            ["status", "queue", "assignee", "priority", "lm", "ver", "ep", "ep_open", "created", "name", "ids"])
         if h[0] is None:
             raise NotFound(f"no conversation {cid!r}")
         return _state(cid, [1, -1, *h])
