@@ -90,7 +90,7 @@ def print_report(d: Json) -> None:
     print(f"  per message beyond its text: {extra:,.0f} B   target <= {t['message_bytes']} B: "
           f"{_mark(extra <= t['message_bytes'])}   (in the thread: {mem['per_message_in_thread']:,.0f} B)")
     print(f"  plus, per message, while it lasts: dedupe key {mem['dedupe_key_per_message']:,.0f} B "
-          f"(expires after the dedupe TTL), event {mem['event_per_message']:,.0f} B (capped stream)")
+          f"(expires after the dedupe TTL), live events {mem['event_per_message']:,.0f} B (capped stream)")
 
     runs = [bs, gs, bf, gf, ss, sf, *(r["saturation"] for r in ec["rounds"])]
     busy = max(r["cpu_percent"].get("others", 0) for r in runs)

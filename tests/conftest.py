@@ -7,9 +7,10 @@ started for the session. Each test gets its own key prefix and its keys are dele
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 
 from connectors.testing.fake_slack import FakeSlack
@@ -20,8 +21,15 @@ from gateway.testing import GatewayUnderTest
 
 
 @pytest.fixture
-def key_prefix() -> str:
-    return f"t{uuid.uuid4().hex[:12]}"
+def key_prefix(redis_url: str) -> Iterator[str]:
+    """A prefix of the test's own; whatever the test left under it is deleted afterwards, so a
+    shared Redis does not fill up run after run (keyspace scans would slow down with it)."""
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    yield prefix
+    with redis.Redis.from_url(redis_url) as client:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        for i in range(0, len(keys), 1000):
+            client.delete(*keys[i:i + 1000])
 
 
 @pytest.fixture

@@ -207,6 +207,10 @@ async def test_paging_walks_every_conversation_once(client: Client, store: Store
                                                     same_instant: bool) -> None:
     now = int(time.time() * 1000)
     ids = [await seed(store, f"+346000001{n:02d}", at_ms=now if same_instant else now + n) for n in range(23)]
+    # A listing shows what the conversation shows: an unnamed customer has no name, not "".
+    first = (await get(client, "/v1/conversations", ana, limit=1))["items"][0]
+    assert first == await get(client, f"/v1/conversations/{first['id']}", ana)
+    assert first["customer"]["name"] is None
     for limit in (1, 5, 10, 50):
         pages = await walk(client, "/v1/conversations", ana, limit)
         seen = [i for p in pages for i in p]

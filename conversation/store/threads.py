@@ -116,7 +116,7 @@ def _change(cid: str, r: Sequence[Any]) -> Change:
 
 def _customer(cid: str, h: dict[str, str]) -> Customer:
     ids = [Identity(k, a, bool(o)) for k, a, o in json.loads(h.get("ids") or "[]")]
-    return Customer(id=cid, name=h.get("name"), identities=ids, created_at=from_ms(int(h.get("created") or 0)))
+    return Customer(id=cid, name=h.get("name") or None, identities=ids, created_at=from_ms(int(h.get("created") or 0)))
 
 
 def conversation_from(cid: str, h: dict[str, str]) -> Conversation:
