@@ -29,6 +29,7 @@ async def race(url: str, prefix: str, seconds: float) -> None:
             await asyncio.sleep(0.005)  # well within the TTL: the lease is still ours
             await store.redis.decr(holders)
             assert await lease.release()
+            await asyncio.sleep(0.002)  # let the other racer have a turn too
     finally:
         await store.close()
     print(f"{held} {overlaps}", flush=True)

@@ -47,8 +47,10 @@ async def _hold(client: aioredis.Redis, key: str, seconds: float) -> None:
 async def test_an_exhausted_pool_waits_then_says_busy_not_down(redis_url: str, key_prefix: str) -> None:
     store = open_store(redis_url, prefix=key_prefix, max_connections=2, pool_timeout=0.3)
     try:
-        holders = [asyncio.create_task(_hold(store.redis, f"{key_prefix}:nothing", 1)) for _ in range(2)]
-        await asyncio.sleep(0.1)
+        holders = [asyncio.create_task(_hold(store.redis, f"{key_prefix}:nothing", 2)) for _ in range(2)]
+        pool = store.redis.connection_pool
+        await eventually(lambda: len(pool._in_use_connections) == 2,  # type: ignore[attr-defined]
+                         what="both connections taken")
         started = time.monotonic()
         with pytest.raises(StoreBusy) as caught:
             await store.state.ping()
