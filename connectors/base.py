@@ -20,7 +20,7 @@ import msgspec
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from conversation.capabilities import Capabilities, OverflowRule, TextFormat, TextUnit
-from conversation.model import Identity, InboundMessage, Outbound, Profile, StatusUpdate, Template
+from conversation.model import Identity, InboundMessage, Outbound, Profile, StatusUpdate, Template, TemplateSpec
 
 
 class Secret(str):
@@ -176,12 +176,16 @@ class TransientSendError(SendError):
 class PermanentSendError(SendError):
     """Invalid address, unsubscribed, window closed: fail at once with the provider's reason.
 
-    `opted_out` tells the core the recipient has opted out at the provider (e.g. Twilio 21610).
+    `opted_out` tells the core the recipient has opted out at the provider (e.g. Twilio 21610);
+    `window_closed` that the provider refused free text outside its reply window (WhatsApp
+    131047, Twilio 63016), so the core stops offering it until the customer writes again.
     """
 
-    def __init__(self, reason: str, *, code: str | None = None, opted_out: bool = False):
+    def __init__(self, reason: str, *, code: str | None = None, opted_out: bool = False,
+                 window_closed: bool = False):
         super().__init__(reason, code=code)
         self.opted_out = opted_out
+        self.window_closed = window_closed
 
 
 class FileUnavailable(ConnectorError):
@@ -242,13 +246,24 @@ class Connector(abc.ABC, Generic[S]):
             raise SettingsError(f"connectors.{instance}: {exc}") from None
         return cls(instance, settings, public_url=public_url)  # type: ignore[arg-type]
 
-    @classmethod
-    def capabilities_for(cls, channel: str) -> Capabilities:
-        return cls.channel_capabilities.get(channel, cls.capabilities)
+    def capabilities_for(self, channel: str) -> Capabilities:
+        """The limits of one of its media. An instance may refine them from its settings
+        (Messenger's HUMAN_AGENT tag window exists only where the page enables it)."""
+        return self.channel_capabilities.get(channel, self.capabilities)
 
     @classmethod
     def identity_kind_for(cls, channel: str) -> str:
         return cls.identity_kind or cls.channel
+
+    @classmethod
+    def media(cls) -> tuple[str, ...]:
+        """Every medium it speaks: its channel, then those with limits of their own."""
+        return (cls.channel, *(c for c in cls.channel_capabilities if c != cls.channel))
+
+    def templates(self) -> Sequence[TemplateSpec]:
+        """The approved templates configured on this instance (settings `templates`), for sends
+        outside a reply window."""
+        return tuple(getattr(self.settings, "templates", ()) or ())
 
     def webhook_url(self, path: str) -> str:
         return f"{self.public_url}/webhooks/{self.instance}/{path}"
@@ -335,6 +350,7 @@ __all__ = [
     "SignatureError",
     "StatusUpdate",
     "Template",
+    "TemplateSpec",
     "TextFormat",
     "TextUnit",
     "TransientSendError",

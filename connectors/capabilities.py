@@ -18,6 +18,7 @@ from conversation.capabilities import (
     fit_attachments,
     fit_text,
     measure,
+    window_closes_at_ms,
     window_open,
 )
 
@@ -33,5 +34,6 @@ __all__ = [
     "fit_attachments",
     "fit_text",
     "measure",
+    "window_closes_at_ms",
     "window_open",
 ]

@@ -47,6 +47,8 @@ class ActivityType(enum.StrEnum):
     MESSAGE_DELETED = "message_deleted"
     REPLY_REQUEUED = "reply_requeued"
     OPT_OUT_CHANGED = "opt_out_changed"
+    # Ours, sent from the provider's own app (the WhatsApp Business app, the Page inbox).
+    OUTSIDE_REPLY = "outside_reply"
 
 
 # Stored codes: append new types at the end, never renumber (entries already written keep theirs).
@@ -146,6 +148,7 @@ _EVENT_TYPES: dict[ActivityType, EventType] = {
     ActivityType.MESSAGE_RECEIVED: EventType.MESSAGE_CREATED,
     ActivityType.REPLY_QUEUED: EventType.MESSAGE_CREATED,
     ActivityType.NOTE_ADDED: EventType.MESSAGE_CREATED,
+    ActivityType.OUTSIDE_REPLY: EventType.MESSAGE_CREATED,
     ActivityType.REPLY_SENT: EventType.MESSAGE_STATUS,
     ActivityType.REPLY_FAILED: EventType.MESSAGE_STATUS,
     ActivityType.REPLY_DELIVERED: EventType.MESSAGE_STATUS,

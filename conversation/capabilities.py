@@ -53,6 +53,10 @@ class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
     threads: bool = False
     reply_window_seconds: int | None = None
     outside_window: Literal["template", "tag", "none"] | None = None
+    # With outside_window "tag": the provider's tag (Messenger's HUMAN_AGENT) that lets a human
+    # agent's reply through for this long after the customer last wrote, beyond the window.
+    window_tag: str | None = None
+    tag_window_seconds: int | None = None
     ack_deadline_seconds: float = 10.0
     # Sends per second the provider accepts on one instance (a Twilio long code: 1). The
     # dispatcher paces sends to it across every process; None: no pacing.
@@ -64,7 +68,12 @@ class TextTooLong(ValueError):
 
 
 class WindowClosed(ValueError):
-    """The channel only allows free-form replies for a while after the customer's last message."""
+    """The channel only allows free-form replies for a while after the customer's last message.
+    `templates` names what may be sent instead (the instance's approved templates)."""
+
+    def __init__(self, message: str, templates: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.templates = list(templates)
 
 
 def _utf8_bytes(text: str) -> int:
@@ -151,16 +160,35 @@ def window_open(caps: Capabilities, last_inbound_ms: int | None, now_ms: int) ->
     return last_inbound_ms is not None and now_ms - last_inbound_ms <= caps.reply_window_seconds * 1000
 
 
-def check_window(caps: Capabilities, last_inbound_ms: int | None, now_ms: int) -> None:
-    """Refuse a free-form reply outside the channel's reply window, saying what would be allowed."""
+def window_closes_at_ms(caps: Capabilities, last_inbound_ms: int | None) -> int | None:
+    """When free text stops being allowed (None: the channel has no window, or no message yet)."""
+    if caps.reply_window_seconds is None or last_inbound_ms is None:
+        return None
+    return last_inbound_ms + caps.reply_window_seconds * 1000
+
+
+def check_window(caps: Capabilities, last_inbound_ms: int | None, now_ms: int,
+                 templates: Sequence[str] = ()) -> str | None:
+    """Whether a free-form reply may go now: None inside the window, the tag to send it with in
+    the tag window beyond it; else WindowClosed, saying what would be allowed."""
     if window_open(caps, last_inbound_ms, now_ms):
-        return
+        return None
     assert caps.reply_window_seconds is not None
+    if (caps.outside_window == "tag" and caps.window_tag and caps.tag_window_seconds and last_inbound_ms is not None
+            and now_ms - last_inbound_ms <= caps.tag_window_seconds * 1000):
+        return caps.window_tag
     hours = caps.reply_window_seconds / 3600
-    allowed = {"template": "an approved message template", "tag": "a message tag"}.get(caps.outside_window or "")
+    if caps.outside_window == "template":
+        allowed = "an approved message template" + (f" ({', '.join(templates)})" if templates else
+                                                    " (none is configured on this instance)")
+    elif caps.outside_window == "tag" and caps.window_tag and caps.tag_window_seconds:
+        allowed = f"nothing more: its {caps.window_tag} tag allows {caps.tag_window_seconds / 86400:g} days"
+    else:
+        allowed = ""
     raise WindowClosed(
         f"the customer last wrote on this channel more than {hours:g} h ago; outside that window the channel "
-        + (f"only accepts {allowed}" if allowed else "accepts no reply until the customer writes again")
+        + (f"only accepts {allowed}" if allowed else "accepts no reply until the customer writes again"),
+        templates if caps.outside_window == "template" else (),
     )
 
 
@@ -176,5 +204,6 @@ __all__ = [
     "fit_attachments",
     "fit_text",
     "measure",
+    "window_closes_at_ms",
     "window_open",
 ]

@@ -6,11 +6,11 @@ reads their declarations (medium, identity kind, capabilities) through this prot
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
 from conversation.capabilities import Capabilities
-from conversation.model import Identity, Profile
+from conversation.model import Identity, Profile, TemplateSpec
 
 
 class Channel(Protocol):
@@ -30,6 +30,14 @@ class Channel(Protocol):
 
     def identity_kind_for(self, channel: str) -> str:
         """The identity kind its recipients have on that medium (SMS and WhatsApp: phone)."""
+        ...
+
+    def media(self) -> Sequence[str]:
+        """Every medium it speaks (Twilio: sms, whatsapp)."""
+        ...
+
+    def templates(self) -> Sequence[TemplateSpec]:
+        """Approved templates configured on the instance, for sends outside a reply window."""
         ...
 
 

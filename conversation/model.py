@@ -9,6 +9,7 @@ JSON and the OpenAPI schema.
 from __future__ import annotations
 
 import enum
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -112,6 +113,8 @@ class Message(msgspec.Struct):
     attempts: int = 0
     last_error: str | None = None
     next_attempt_at: UtcDatetime | None = None
+    # A reply sent as an approved template; `text` is what the customer read when it is known.
+    template: Template | None = None
 
 
 class Conversation(msgspec.Struct):
@@ -125,6 +128,9 @@ class Conversation(msgspec.Struct):
     priority: int
     last_message_at: UtcDatetime | None
     episode: int = 1
+    # Where free text may go now (GET /v1/conversations/{id}); null in listings, which do not
+    # compute them.
+    reply_windows: list[ReplyWindow] | None = None
 
 
 class Episode(msgspec.Struct, frozen=True):
@@ -188,6 +194,15 @@ class InboundMessage(msgspec.Struct, frozen=True, omit_defaults=True):
     thread_ref: str | None = None
     # Set when this is not a new message but a change to an earlier one.
     edit: MessageEdit | None = None
+    # When the provider says the customer sent it (Meta's `timestamp`): reply windows count from
+    # it, never from later than the message arrived. 0: when it arrived.
+    sent_at_ms: int = 0
+    # The sender's address as the provider wrote it, when that differs from the canonical
+    # identity (a WhatsApp id in Mexico's old +52 1 form): replies on this instance go there.
+    reply_address: str | None = None
+    # Not the customer's words but ours, sent from outside the gateway (the WhatsApp Business
+    # app, the Page inbox): recorded as an outbound message to `sender`, already sent.
+    echo: bool = False
 
 
 class StatusUpdate(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -204,6 +219,9 @@ class StatusUpdate(msgspec.Struct, frozen=True, omit_defaults=True):
     at_ms: int = 0
     recipient: Identity | None = None
     up_to_ms: int = 0
+    # The provider refused the message as outside its reply window (WhatsApp 131047, Twilio
+    # 63016): the window is closed, whatever our clock said.
+    window_closed: bool = False
 
     @property
     def is_watermark(self) -> bool:
@@ -217,6 +235,37 @@ class Template(msgspec.Struct, frozen=True, omit_defaults=True):
     name: str
     language: str
     parameters: tuple[str, ...] = ()
+
+
+_PLACEHOLDER = re.compile(r"\{\{\s*(\d+)\s*\}\}")
+
+
+class TemplateSpec(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A template configured on an instance: its name and language, and its body with {{1}},
+    {{2}}... where the parameters go, when known (the thread then shows the text sent)."""
+
+    name: str
+    language: str
+    body: str | None = None
+
+    def render(self, parameters: tuple[str, ...]) -> str:
+        if self.body is None:
+            return f"[template {self.name} ({self.language})]"
+        def value(match: re.Match[str]) -> str:
+            n = int(match.group(1))
+            return parameters[n - 1] if 1 <= n <= len(parameters) else match.group(0)
+
+        # One pass: a parameter is text, never read again for placeholders of its own.
+        return _PLACEHOLDER.sub(value, self.body)
+
+
+class ReplyWindow(msgspec.Struct, frozen=True):
+    """Whether free text may be sent on one instance and medium the customer is reachable on."""
+
+    instance: str
+    channel: str
+    open: bool
+    closes_at: UtcDatetime | None
 
 
 class Outbound(msgspec.Struct, frozen=True, kw_only=True):

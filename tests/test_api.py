@@ -132,7 +132,12 @@ async def test_a_conversation_has_the_contract_shape(client: Client, store: Stor
         {"kind": i["kind"], "address": i["address"]} for i in conv["customer"]["identities"]]
     assert (conv["status"], conv["queue"], conv["assignee"], conv["priority"]) == ("open", "default", None, 5)
     assert ISO_UTC.match(conv["last_message_at"])
-    assert await get(client, f"/v1/conversations/{cid}", ana) == conv
+    one = await get(client, f"/v1/conversations/{cid}", ana)
+    windows = one.pop("reply_windows")
+    assert conv.pop("reply_windows") is None  # listings do not compute windows
+    assert one == conv
+    # SMS has no customer-service window: reachable, open, never closing.
+    assert {"instance": "sms", "channel": "sms", "open": True, "closes_at": None} in windows
 
 
 async def test_messages_have_the_contract_shape_and_page_by_cursor(client: Client, store: Store,
@@ -209,7 +214,8 @@ async def test_paging_walks_every_conversation_once(client: Client, store: Store
     ids = [await seed(store, f"+346000001{n:02d}", at_ms=now if same_instant else now + n) for n in range(23)]
     # A listing shows what the conversation shows: an unnamed customer has no name, not "".
     first = (await get(client, "/v1/conversations", ana, limit=1))["items"][0]
-    assert first == await get(client, f"/v1/conversations/{first['id']}", ana)
+    one = await get(client, f"/v1/conversations/{first['id']}", ana)
+    assert first | {"reply_windows": None} == one | {"reply_windows": None}
     assert first["customer"]["name"] is None
     for limit in (1, 5, 10, 50):
         pages = await walk(client, "/v1/conversations", ana, limit)

@@ -25,7 +25,7 @@ from gateway.api.openapi import document
 from gateway.appkeys import STORE
 from gateway.testing import GatewayUnderTest
 
-DOMAIN_422 = {"no_channel", "text_too_long", "still_malformed"}
+DOMAIN_422 = {"no_channel", "text_too_long", "still_malformed", "unknown_template"}
 EXAMPLES = 15  # per operation and mode: enough to find shape drift, quick enough for every run
 
 

@@ -389,11 +389,12 @@ async def test_reply_outside_the_whatsapp_window_is_refused(
 
     # 25 hours pass without the customer writing on WhatsApp
     thread_key = gateway.store.keys.thread(conv["id"])
-    await redis_client.hset(thread_key, "in:whatsapp", int((time.time() - 25 * 3600) * 1000))
+    await redis_client.hset(thread_key, "in:sms:whatsapp", int((time.time() - 25 * 3600) * 1000))
     status, body = await gateway.api("POST", f"/v1/conversations/{conv['id']}/messages", token,
                                      json={"text": "still there?"})
-    assert status == 422 and body["error"]["code"] == "window_closed"  # type: ignore[index]
+    assert status == 409 and body["error"]["code"] == "window_closed"  # type: ignore[index]
     assert "template" in body["error"]["message"]  # type: ignore[index]
+    assert body["error"]["templates"] == []  # type: ignore[index]  # none configured on this instance
     await asyncio.sleep(0.3)
     assert len(twilio.messages) == 1
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any, Literal
@@ -45,8 +46,8 @@ from connectors.base import (
     retry_after_seconds,
 )
 from connectors.sms import signature as twilio_signature
-from conversation.model import Attachment, DeliveryStatus, Identity, InboundMessage, StatusUpdate
-from conversation.phones import phone_address
+from conversation.model import Attachment, DeliveryStatus, Identity, InboundMessage, StatusUpdate, TemplateSpec
+from conversation.phones import phone_address, reply_form
 
 # Twilio reads the reply to a messaging webhook as TwiML; an empty document means "no auto-reply",
 # and anything else (an empty or plain-text body) is logged as an error in the customer's console.
@@ -92,6 +93,7 @@ ERROR_DESCRIPTIONS: Mapping[str, str] = {
 }
 
 UNSUBSCRIBED_RECIPIENT = 21610
+OUTSIDE_WINDOW = 63016  # WhatsApp free text outside the 24-hour window
 
 # Twilio prefixes channel addresses ("whatsapp:+34600111222"); the number behind it is the same
 # phone identity as the plain SMS sender, only the medium differs.
@@ -119,6 +121,12 @@ def e164(raw: str, default_region: str = "US") -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+class TwilioTemplate(TemplateSpec, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An approved WhatsApp template in Twilio's Content API: sent by its ContentSid (HX...)."""
+
+    content_sid: str
+
+
 class TwilioSettings(ConnectorSettings, kw_only=True):
     """`[connectors.<instance>]` with `kind = "twilio"`."""
 
@@ -132,6 +140,8 @@ class TwilioSettings(ConnectorSettings, kw_only=True):
     default_region: str = "US"
     # The SDK's asyncio client waits forever by default; a stuck send would hold a worker.
     timeout_seconds: float = 15.0
+    # WhatsApp templates, the only messages allowed outside the 24-hour window.
+    templates: list[TwilioTemplate] = msgspec.field(default_factory=list)
 
     def __post_init__(self) -> None:
         # msgspec turns ValueError raised here into a ValidationError naming the problem, which
@@ -160,6 +170,10 @@ class TwilioSettings(ConnectorSettings, kw_only=True):
         self.api_base_url = self.api_base_url.rstrip("/")
         if self.timeout_seconds <= 0:
             raise ValueError("timeout_seconds must be positive")
+        for template in self.templates:
+            if not template.content_sid.startswith("HX"):
+                raise ValueError(f"templates: {template.name!r} content_sid must start with 'HX' (a Content "
+                                 f"API SID), not {template.content_sid!r}")
 
 
 # The SDK raises TwilioRestException without the response headers, and Retry-After lives there.
@@ -272,6 +286,7 @@ class TwilioConnector(Connector[TwilioSettings]):
             channel=channel,
             provider_message_id=sid,
             sender=Identity("phone", address),
+            reply_address=reply_form(sender.partition(":")[2] or sender, address),
             text=text,
             attachments=_media(form),
             sender_name=form.get("ProfileName") or None,
@@ -294,6 +309,7 @@ class TwilioConnector(Connector[TwilioSettings]):
             status=status,
             error=_error_reason(form.get("ErrorCode"), form.get("ErrorMessage")),
             at_ms=received_at_ms,
+            window_closed=form.get("ErrorCode") == str(OUTSIDE_WINDOW),
         )
 
     def _address(self, raw: str, field: str) -> tuple[str, str]:
@@ -333,7 +349,15 @@ class TwilioConnector(Connector[TwilioSettings]):
             raise PermanentSendError(f"Twilio texts phone numbers, not {outbound.to.kind} identities")
         # A WhatsApp reply goes to the same number, addressed on Twilio's whatsapp: channel.
         prefix = "whatsapp:" if outbound.channel == "whatsapp" else ""
-        params: dict[str, Any] = {"to": prefix + outbound.to.address, "body": outbound.text}
+        params: dict[str, Any] = {"to": prefix + outbound.to.address}
+        if outbound.template is not None:
+            # Outside the window only an approved template goes, by its Content SID; Twilio
+            # fills its {{1}}, {{2}}... from ContentVariables.
+            params["content_sid"] = self._template(outbound.template.name, outbound.template.language).content_sid
+            params["content_variables"] = json.dumps(
+                {str(n): value for n, value in enumerate(outbound.template.parameters, start=1)}, ensure_ascii=False)
+        else:
+            params["body"] = outbound.text
         if self.settings.from_number is not None:
             params["from_"] = prefix + self.settings.from_number
         else:
@@ -363,6 +387,13 @@ class TwilioConnector(Connector[TwilioSettings]):
             # Not retried: Twilio answered 2xx, so the message probably exists and would go twice.
             raise PermanentSendError("Twilio accepted the message but returned no sid")
         return str(message.sid)
+
+    def _template(self, name: str, language: str) -> TwilioTemplate:
+        for template in self.settings.templates:
+            if template.name == name and template.language == language:
+                return template
+        # The core checks templates when the reply is composed; a config reload may drop one.
+        raise PermanentSendError(f"template {name!r} ({language}) is no longer configured on {self.instance!r}")
 
     async def aclose(self) -> None:
         http, self._http, self._client = self._http, None, None
@@ -455,7 +486,8 @@ def _send_error(exc: TwilioRestException | TwilioServiceException, response: Twi
         headers = response.headers if response is not None and response.headers is not None else {}
         retry_after = retry_after_seconds(headers.get("Retry-After"))
         return TransientSendError(reason, code=str(code), retry_after=retry_after)
-    return PermanentSendError(reason, code=str(code), opted_out=code == UNSUBSCRIBED_RECIPIENT)
+    return PermanentSendError(reason, code=str(code), opted_out=code == UNSUBSCRIBED_RECIPIENT,
+                              window_closed=code == OUTSIDE_WINDOW)
 
 
 __all__ = [
@@ -464,5 +496,6 @@ __all__ = [
     "OPT_OUT_KEYWORDS",
     "TwilioConnector",
     "TwilioSettings",
+    "TwilioTemplate",
     "e164",
 ]

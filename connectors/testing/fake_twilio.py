@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 import secrets
 import uuid
 from collections import deque
@@ -52,6 +53,10 @@ ERROR_MESSAGES: Mapping[int, str] = {
     21604: "A 'To' phone number is required.",
     21610: "Attempt to send to unsubscribed recipient",
     21617: "The concatenated message body exceeds the 1600 character limit.",
+    21655: "The ContentSid is Invalid",
+    21656: "The ContentVariables Parameter is invalid",
+    63016: "Failed to send freeform message because you are outside the allowed window. If you are using "
+           "WhatsApp, please use a Message Template.",
 }
 _DEFAULT_CODE_FOR_STATUS = {401: 20003, 404: 20404, 429: 20429, 500: 20500, 503: 20500}
 
@@ -322,8 +327,17 @@ class FakeTwilio:
             return 21604
         if not fields.get("From") and not fields.get("MessagingServiceSid"):
             return 21603
-        if not fields.get("Body") and not fields.get("MediaUrl"):
+        if not fields.get("Body") and not fields.get("MediaUrl") and not fields.get("ContentSid"):
             return 21602
+        if fields.get("ContentSid"):
+            if not str(fields["ContentSid"]).startswith("HX"):
+                return 21655
+            try:
+                variables = json.loads(str(fields.get("ContentVariables") or "{}"))
+            except ValueError:
+                return 21656
+            if not isinstance(variables, dict):
+                return 21656
         number = str(to).removeprefix("whatsapp:")
         if not (number.startswith("+") and number[1:].isdigit() and 8 <= len(number) <= 16):
             return 21211

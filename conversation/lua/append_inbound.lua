@@ -1,6 +1,7 @@
 -- Append one inbound message to a customer's thread, and open/reopen the thread: atomically,
 -- with its activity.
--- KEYS[1] thread hash, KEYS[2] timeline list, KEYS[3] activity list (one {c:ID} slot)
+-- KEYS[1] thread hash, KEYS[2] timeline list, KEYS[3] activity list, KEYS[4] delivery overlay
+-- (one {c:ID} slot)
 -- ARGV[1]: a msgpack array of the arguments below but the third, ARGV[2]: the message blob
 -- (two arguments instead of eighteen, because redis-py's command encoding costs per argument
 -- and this call runs for every message; Redis's cmsgpack cannot read msgpack's bin type):
@@ -9,7 +10,9 @@
 --       10 routed queue, 11 routed priority, 12 opt ("stop"/"start"/""), 13 reopens ("1"/"0"),
 --       14 link the sender identity to this customer ("1"/"0": it wrote in by reference only),
 --       15 subject ("" none), 16 provider id to keep as thread context ("" for unthreaded channels),
---       17 the routing rule's name, 18 auto-reply ("1"/"0")
+--       17 the routing rule's name, 18 auto-reply ("1"/"0"), 19 when the customer sent it (ms, the
+--       reply window's start), 20 the sender's address as the provider wrote it ("" as canonical),
+--       21 an echo of ours ("1"/"0"), 22 the provider's message id
 -- Replays are recognised by the per-partition watermark: entries of one partition arrive in
 -- stream order, so an entry at or below the watermark was applied before a crash.
 -- Returns thread_state(applied, seq) (lua/_activity.lua).
@@ -36,6 +39,25 @@ local first_contact = redis.call('HSETNX', KEYS[1], 'created', now) == 1
 if first_contact then
   redis.call('HSET', KEYS[1], 'ids', '[]', 'ep', 0)
 end
+
+if A[21] == '1' then
+  -- Ours, sent from the provider's own app (the WhatsApp Business app, the Page inbox): an
+  -- outbound message already sent. It answers nothing, opens no window and reopens nothing.
+  if first_contact then
+    redis.call('HSET', KEYS[1], 'ids', cjson.encode({{A[5], A[6], 0}}))
+    log(KEYS[3], 'identity_linked', now, 'system', '', {identity = identity, via = 'first_contact'})
+  end
+  local seq = redis.call('RPUSH', KEYS[2], A[3]) - 1
+  redis.call('HSET', KEYS[4], seq, cjson.encode({'sent', cjson.null, A[22], 0, 0, cjson.null}))
+  log(KEYS[3], 'outside_reply', now, 'system', '', {m = seq, channel = A[8], instance = A[9]})
+  if not redis.call('HGET', KEYS[1], 'status') then
+    redis.call('HSET', KEYS[1], 'status', 'resolved', 'queue', A[10], 'priority', A[11])
+  end
+  redis.call('HSET', KEYS[1], 'lm', now, wkey, A[2])
+  redis.call('HINCRBY', KEYS[1], 'ver', 1)
+  return thread_state(1, seq)
+end
+
 if A[7] ~= '' then redis.call('HSETNX', KEYS[1], 'name', A[7]) end
 
 -- identities: [[kind, address, opted_out], ...]; opt-out words are recorded on the identity.
@@ -101,12 +123,21 @@ elseif not status then
   redis.call('HSET', KEYS[1], 'status', 'resolved', 'queue', A[10], 'priority', A[11])
   log(KEYS[3], 'routed', now, 'rule', A[17], {queue = A[10], priority = tonumber(A[11]), rule = A[17]})
 end
--- 'in:<channel>' is the customer's last message on that medium: reply windows count from it.
+-- 'in:<instance>:<channel>' is when the customer last wrote there: reply windows count from it.
 -- 'li' (where to answer by default) only follows identities that belong to this customer.
+-- 'ra:<instance>:<channel>' is the address to answer at there when the provider writes it
+-- otherwise (a Mexican WhatsApp id's old +52 1 form): the latest form the customer wrote from.
+local wrote = A[19] ~= '' and A[19] or now
+local rakey = 'ra:' .. A[9] .. ':' .. A[8]
 if li_changed then
-  redis.call('HSET', KEYS[1], 'lm', now, wkey, A[2], 'in:' .. A[8], now, 'li', li)
+  redis.call('HSET', KEYS[1], 'lm', now, wkey, A[2], 'in:' .. A[9] .. ':' .. A[8], wrote, 'li', li)
 else
-  redis.call('HSET', KEYS[1], 'lm', now, wkey, A[2], 'in:' .. A[8], now)
+  redis.call('HSET', KEYS[1], 'lm', now, wkey, A[2], 'in:' .. A[9] .. ':' .. A[8], wrote)
+end
+if A[20] ~= '' then
+  redis.call('HSET', KEYS[1], rakey, A[20])
+else
+  redis.call('HDEL', KEYS[1], rakey)
 end
 redis.call('HINCRBY', KEYS[1], 'ver', 1)
 return thread_state(1, seq)

@@ -110,7 +110,7 @@ class Deliveries:
         handed_over = False
         try:
             try:
-                message = await store.timeline.get_message(mid)
+                message, stored = await store.timeline.get_stored(mid)
             except NotFound:
                 return "gone", None
             if message.provider_message_id or message.status is not DeliveryStatus.QUEUED:
@@ -136,9 +136,10 @@ class Deliveries:
             subject, references = (await store.threads.context(cid, message.instance or "")
                                    if caps.threads else (None, []))
             outbound = Outbound(
-                message_id=mid, channel=message.channel, to=Identity(kind, address), text=message.text,
-                attachments=tuple(message.attachments), subject=subject, references=tuple(references),
-                reply_to_provider_id=references[-1] if references else None,
+                message_id=mid, channel=message.channel, to=Identity(kind, stored.to_address or address),
+                text=message.text, attachments=tuple(message.attachments), subject=subject,
+                references=tuple(references), reply_to_provider_id=references[-1] if references else None,
+                template=stored.template, tag=stored.tag,
             )
             handed_over = True  # the job holds the lease now; the caller releases it
             return "send", SendJob(message=message, attempt=attempt, outbound=outbound, lease=lease,
@@ -162,12 +163,15 @@ class Deliveries:
         for early in await store.delivery.link_provider_id(mid, job.instance, provider_id):
             await self.apply_status(mid, early)
 
-    async def failed(self, job: SendJob, reason: str, *, opted_out: bool = False) -> None:
-        """The provider refused the message for good (invalid address, unsubscribed...)."""
+    async def failed(self, job: SendJob, reason: str, *, opted_out: bool = False, window_closed: bool = False) -> None:
+        """The provider refused the message for good (invalid address, unsubscribed, outside
+        its reply window...)."""
         to = job.outbound.to
         if opted_out and to.kind:
             change = await self.store.threads.set_opt_out(job.message.conversation_id, to, True, Actor("system"))
             await self.publisher.changed([change])
+        if window_closed:
+            await self.store.threads.close_window(job.message.conversation_id, job.instance, job.message.channel)
         await self._fail(job.message.id, reason)
 
     async def retry(self, job: SendJob, reason: str, retry_after: float | None) -> str:
@@ -225,6 +229,9 @@ class Deliveries:
     async def apply_status(self, mid: str, update: StatusUpdate) -> None:
         _, _, logged = await self.store.delivery.update(mid, update.status, error=update.error)
         await self.publisher.logged(logged)
+        if update.window_closed:
+            message = await self.store.timeline.get_message(mid)
+            await self.store.threads.close_window(message.conversation_id, update.instance, message.channel)
 
     async def shown(self, messages: list[Message]) -> None:
         """Replies a channel itself showed the customer (the web chat widget): delivered."""

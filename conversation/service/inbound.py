@@ -101,6 +101,11 @@ class Inbound:
             ])
             applied = [entry_id for (entry_id, _), c in zip(messages, changes, strict=True)
                        if c.state is not None and c.state.applied]
+            for (_, msg), change in zip(messages, changes, strict=True):
+                if msg.echo and change.state is not None and change.state.applied and change.state.message_id:
+                    # Our message, sent elsewhere: its read and delivery reports find it like ours.
+                    await store.delivery.link_provider_id(change.state.message_id, msg.instance,
+                                                          msg.provider_message_id)
         await self.publisher.changed(changes)
         for edit in edits:  # after the batch's appends: an edit follows its message in the stream
             await self._apply_edit(edit)

@@ -28,6 +28,7 @@ from conversation.model import (
     Identity,
     InboundMessage,
     Message,
+    Template,
     ThreadStatus,
     from_ms,
     utcnow_ms,
@@ -139,32 +140,40 @@ def _fields(values: Sequence[Any]) -> dict[str, str]:
 
 def append_call(keys: Keys, cid: str, msg: InboundMessage, partition: int, entry_id: str, route: Route,
                 link: bool) -> Call:
+    created_ms = int(entry_id.partition("-")[0]) or msg.received_at_ms or utcnow_ms()
     stored = StoredMessage(
-        direction=Direction.INBOUND.value,
+        direction=(Direction.OUTBOUND if msg.echo else Direction.INBOUND).value,
         channel=msg.channel,
         instance=msg.instance,
         # The time Redis recorded it: monotonic along the partition, so along the thread too, unlike
         # the webhook's arrival stamp, which concurrent requests reach Redis out of order with.
-        created_ms=int(entry_id.partition("-")[0]) or msg.received_at_ms or utcnow_ms(),
+        created_ms=created_ms,
         text=msg.text,
         provider_id=msg.provider_message_id,
         attachments=msg.attachments,
         subject=msg.subject,
         auto_reply=msg.auto_reply,
+        to=msg.sender.key if msg.echo else None,
+        author=msg.sender_name if msg.echo else None,
     )
+    # A reply window counts from when the customer sent the message, never from later than it
+    # arrived (a provider's clock ahead of ours must not stretch the window).
+    wrote_ms = min(msg.sent_at_ms, created_ms) if msg.sent_at_ms else created_ms
     # Keyword commands (STOP, START, HELP) and automatic answers (out-of-office) are recorded
     # but do not reopen a resolved thread.
     reopens = msg.opt_out is None and not msg.auto_reply
     # Threaded channels keep the conversation's context per instance for replies (subject, the
     # provider ids to reference); SMS and chat spend no memory on it.
     threaded = msg.subject is not None or bool(msg.references) or msg.thread_ref is not None
-    return [keys.thread(cid), keys.timeline(cid), keys.activity(cid)], [_args_encoder.encode((
+    return [keys.thread(cid), keys.timeline(cid), keys.activity(cid), keys.overlay(cid)], [_args_encoder.encode((
         partition, entry_id, stored.created_ms,
-        msg.sender.kind, msg.sender.address, msg.sender_name or "", msg.channel, msg.instance,
+        msg.sender.kind, msg.sender.address, "" if msg.echo else msg.sender_name or "", msg.channel, msg.instance,
         route.queue, route.priority, msg.opt_out if msg.opt_out in ("stop", "start") else "",
         "1" if reopens else "0", "1" if link else "0",
         msg.subject or "", (msg.thread_ref or msg.provider_message_id) if threaded else "",
         route.rule, "1" if msg.auto_reply else "0",
+        wrote_ms, msg.reply_address if msg.reply_address and msg.reply_address != msg.sender.address else "",
+        "1" if msg.echo else "0", msg.provider_message_id,
     )), encoder.encode(stored)]
 
 
@@ -207,6 +216,9 @@ class Threads:
         note: bool = False,
         idempotency_key: str | None = None,
         attachments: tuple[Attachment, ...] = (),
+        template: Template | None = None,
+        tag: str | None = None,
+        to_address: str | None = None,
     ) -> tuple[Message, bool, Change]:
         """Queue a reply (or store a note): the message, whether it is new, and the change.
 
@@ -217,7 +229,8 @@ class Threads:
         stored = StoredMessage(
             direction=(Direction.NOTE if note else Direction.OUTBOUND).value,
             channel=channel, instance=instance, created_ms=now, text=text, author=author,
-            attachments=attachments, to=to.key if to else None,
+            attachments=attachments, to=to.key if to else None, template=template, tag=tag,
+            to_address=to_address if to and to_address and to_address != to.address else None,
         )
         key = idempotency_key or ""
         result = await self.scripts.run(
@@ -349,10 +362,45 @@ class Threads:
         channel, instance, kind, address = json.loads(raw)
         return channel, instance, Identity(kind, address)
 
-    async def last_inbound_ms(self, cid: str, channel: str) -> int | None:
-        """When the customer last wrote on this medium (reply windows count from it)."""
-        raw = await self.redis.hget(self.keys.thread(cid), f"in:{channel}")
-        return int(raw) if raw else None
+    async def last_inbound_ms(self, cid: str, instance: str, channel: str) -> int | None:
+        """When the customer last wrote on this instance and medium (reply windows count from
+        it); None when they never did, or the provider closed the window since."""
+        here, anywhere, shut = await self.redis.hmget(
+            self.keys.thread(cid), [f"in:{instance}:{channel}", f"in:{channel}", f"shut:{instance}:{channel}"])
+        raw = here or anywhere  # written per medium only, by an older version
+        if not raw or (shut and int(shut) >= int(raw)):
+            return None
+        return int(raw)
+
+    async def windows(self, cid: str) -> dict[tuple[str, str], int]:
+        """(instance, medium) -> when the customer last wrote there, for every place they did
+        whose window the provider has not closed since."""
+        fields = await self.redis.hgetall(self.keys.thread(cid))
+        out: dict[tuple[str, str], int] = {}
+        for key, value in fields.items():
+            name = _s(key)
+            if name.startswith("in:") and name.count(":") == 2:
+                _, instance, channel = name.split(":")
+                shut = fields.get(f"shut:{instance}:{channel}".encode())
+                if not shut or int(shut) < int(value):
+                    out[(instance, channel)] = int(value)
+        return out
+
+    async def close_window(self, cid: str, instance: str, channel: str) -> None:
+        """The provider says the reply window is closed: until the customer writes again there.
+
+        Marked with the last inbound time it closes, not by erasing it, so a customer message
+        that lands meanwhile (a later time) reopens the window whatever the order of the two.
+        """
+        key = self.keys.thread(cid)
+        last = await self.redis.hget(key, f"in:{instance}:{channel}")
+        if last:
+            await self.redis.hset(key, f"shut:{instance}:{channel}", _s(last))
+
+    async def reply_address(self, cid: str, instance: str, channel: str) -> str | None:
+        """The address to answer at on `instance` and medium when its provider writes it otherwise."""
+        raw = await self.redis.hget(self.keys.thread(cid), f"ra:{instance}:{channel}")
+        return _s(raw) if raw else None
 
     async def context(self, cid: str, instance: str) -> tuple[str | None, list[str]]:
         """(subject, provider ids to reference) of the thread on a threaded channel's instance."""

@@ -19,7 +19,7 @@ from conversation.activity import Activity, decode_entry
 from conversation.errors import NotFound
 from conversation.ids import message_id, split_message_id
 from conversation.keys import Keys
-from conversation.model import Attachment, DeliveryStatus, Direction, Message, from_ms
+from conversation.model import Attachment, DeliveryStatus, Direction, Message, Template, from_ms
 
 
 class StoredMessage(msgspec.Struct, array_like=True, omit_defaults=True):
@@ -39,6 +39,9 @@ class StoredMessage(msgspec.Struct, array_like=True, omit_defaults=True):
     auto_reply: bool = False
     edited_ms: int = 0
     deleted: bool = False
+    template: Template | None = None  # sent as an approved template (text: what it reads)
+    tag: str | None = None  # the provider's tag it was sent with (Messenger's HUMAN_AGENT)
+    to_address: str | None = None  # the recipient's address as its provider writes it, if otherwise
 
 
 class Overlay(msgspec.Struct, frozen=True):
@@ -101,6 +104,7 @@ def to_message(cid: str, seq: int, m: StoredMessage, overlay: bytes | str | None
         attempts=attempts,
         last_error=last_error,
         next_attempt_at=next_at,
+        template=m.template,
     )
 
 
@@ -129,6 +133,10 @@ class Timeline:
         return messages, (start + len(blobs) - 1 if more else None)
 
     async def get_message(self, mid: str) -> Message:
+        return (await self.get_stored(mid))[0]
+
+    async def get_stored(self, mid: str) -> tuple[Message, StoredMessage]:
+        """A message, and the entry it was read from (what a send needs beyond the API's view)."""
         cid, seq = split_message_id(mid)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.lindex(self.keys.timeline(cid), seq)
@@ -136,7 +144,8 @@ class Timeline:
             blob, overlay = await pipe.execute()
         if blob is None:
             raise NotFound(f"no message {mid!r}")
-        return to_message(cid, seq, stored_decoder.decode(blob), overlay)
+        stored = stored_decoder.decode(blob)
+        return to_message(cid, seq, stored, overlay), stored
 
     async def recent(self, cid: str, count: int) -> tuple[int, list[bytes]]:
         """(index of the first, blobs) of the last `count` timeline entries."""

@@ -8,6 +8,7 @@ from aiohttp.typedefs import Handler
 
 from conversation.capabilities import TextTooLong, WindowClosed
 from conversation.errors import NoChannel, NotAllowed, NotFound, OptedOut, StillMalformed, StoreBusy, StoreUnavailable
+from conversation.service.replies import UnknownTemplate
 from gateway.auth import Forbidden, Unauthorized
 from gateway.errors import error_response
 
@@ -28,13 +29,17 @@ def invalid_parameter(message: str) -> ApiError:
     return ApiError(400, "invalid_parameter", message)
 
 
+def invalid_body(message: str) -> ApiError:
+    """The body decoded but its fields do not fit together."""
+    return ApiError(400, "invalid_body", message)
+
+
 # Domain exceptions that mean the same thing wherever they surface.
 _DOMAIN: list[tuple[type[Exception], int, str]] = [
     (NotFound, 404, "not_found"),
     (OptedOut, 409, "opted_out"),
     (NoChannel, 422, "no_channel"),
     (TextTooLong, 422, "text_too_long"),
-    (WindowClosed, 422, "window_closed"),
     (StillMalformed, 422, "still_malformed"),
     (Forbidden, 403, "forbidden"),
     (NotAllowed, 403, "forbidden"),
@@ -69,6 +74,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if "Allow" in exc.headers:  # 405 must say what is allowed
             resp.headers["Allow"] = exc.headers["Allow"]
         return resp
+    except WindowClosed as exc:
+        # The reply may still go as one of these (WhatsApp's approved templates).
+        return web.json_response({"error": {"code": "window_closed", "message": str(exc),
+                                             "templates": exc.templates}}, status=409)
+    except UnknownTemplate as exc:
+        return web.json_response({"error": {"code": "unknown_template", "message": str(exc),
+                                             "templates": exc.templates}}, status=422)
     except StoreBusy:
         # Redis is fine; this process has every connection of its pool in use (a burst).
         log.warning("api.store_busy", path=request.path)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import msgspec
 from aiohttp import web
+from msgspec import UnsetType
 
 from conversation.activity import agent
 from conversation.errors import NotFound
 from conversation.ids import message_id, split_message_id
-from conversation.model import ThreadStatus
-from gateway.api.errors import invalid_parameter
+from conversation.model import Template, ThreadStatus
+from gateway.api.errors import invalid_body, invalid_parameter
 from gateway.api.http import (
     MAX_IDEMPOTENCY_KEY,
     allow_query,
@@ -52,7 +54,10 @@ async def list_conversations(request: web.Request) -> web.Response:
 @routes.get("/conversations/{id}")
 async def get_conversation(request: web.Request) -> web.Response:
     allow_query(request)
-    return json_response(await request.config_dict[STORE].threads.get_conversation(request.match_info["id"]))
+    cid = request.match_info["id"]
+    conversation = await request.config_dict[STORE].threads.get_conversation(cid)
+    windows = await request.config_dict[CORE].replies.windows(cid)
+    return json_response(msgspec.structs.replace(conversation, reply_windows=windows))
 
 
 @routes.get("/conversations/{id}/messages")
@@ -80,14 +85,23 @@ async def post_message(request: web.Request) -> web.Response:
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
         raise invalid_parameter(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+    text = None if isinstance(body.text, UnsetType) else body.text
+    requested = None if isinstance(body.template, UnsetType) else body.template
+    if (text is None) == (requested is None):
+        raise invalid_body("give either text or template")
+    if requested is not None and body.private:
+        raise invalid_body("a note is text, not a template")
+    template = None if requested is None else Template(requested.name, requested.language,
+                                                       tuple(requested.parameters))
     message = await request.config_dict[CORE].replies.compose(
         request.match_info["id"],
-        text=body.text,
+        text=text or "",
         instance=body.instance,
         private=body.private,
         author=principal(request).name,
         idempotency_key=key,
         attachments=body.attachments,
+        template=template,
     )
     return json_response(message, status=202)
 

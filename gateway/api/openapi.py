@@ -78,10 +78,12 @@ def api_paths() -> JSON:
                                     "and sends nothing new (kept 24 h).")],
                 body=ReplyRequest,
                 errors={**not_found,
-                        "409": error("The customer opted out of this channel (code opted_out)."),
+                        "409": error("The customer opted out of this channel (code opted_out), or the channel's "
+                                     "reply window has closed (code window_closed; `error.templates` names the "
+                                     "approved templates that may still be sent)."),
                         "422": error("No channel to send on (no_channel), the text does not fit the "
-                                      "channel (text_too_long), or the channel's reply window has closed "
-                                      "(window_closed).")},
+                                     "channel (text_too_long), or the template is not configured on the "
+                                     "instance (unknown_template; `error.templates` names those that are).")},
                 tag="conversations",
             ),
         },
@@ -169,6 +171,13 @@ def instances_of(connectors: Mapping[str, Connector[Any]]) -> tuple[Instance, ..
 def document(instances: tuple[Instance, ...] = ()) -> JSON:
     """The document for a gateway serving these connector instances (none: the API alone)."""
     _, schemas = msgspec.json.schema_components(_COMPONENTS, ref_template="#/components/schemas/{name}")
+    # A reply is text (a note, maybe) or a template, never both: what msgspec cannot say alone.
+    schemas["ReplyRequest"]["oneOf"] = [
+        {"required": ["text"], "not": {"required": ["template"]}},
+        {"required": ["template"], "not": {"anyOf": [{"required": ["text"]},
+                                                      {"required": ["private"],
+                                                       "properties": {"private": {"const": True}}}]}},
+    ]
     return {
         "openapi": "3.1.0",
         "info": {

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 
 from conversation.model import Attachment, Conversation, Customer, Message, ThreadStatus
 
@@ -74,8 +74,19 @@ class DeadLetterPage(msgspec.Struct):
     next_cursor: str | None
 
 
+class TemplateRequest(msgspec.Struct, forbid_unknown_fields=True):
+    name: Annotated[str, Meta(min_length=1, max_length=512)]
+    language: Annotated[str, Meta(min_length=2, max_length=16)]
+    parameters: Annotated[list[Annotated[str, Meta(max_length=1024)]], Meta(max_length=20)] = msgspec.field(
+        default_factory=list)
+
+
 class ReplyRequest(msgspec.Struct, forbid_unknown_fields=True):
-    text: ReplyText
+    text: Annotated[ReplyText | UnsetType, Meta(description="The reply; or give `template` instead.")] = UNSET
+    template: Annotated[
+        TemplateRequest | UnsetType,
+        Meta(description="One of the instance's approved templates (WhatsApp), sent whatever the reply window."),
+    ] = UNSET
     instance: Annotated[
         str | None, Meta(description="Connector instance to send through; default: where the customer last wrote.")
     ] = None

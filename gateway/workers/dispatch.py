@@ -147,7 +147,7 @@ class Dispatcher:
             except TransientSendError as exc:
                 return await self._retry(job, channel, exc.reason, exc.retry_after)
             except PermanentSendError as exc:
-                await deliveries.failed(job, exc.reason, opted_out=exc.opted_out)
+                await deliveries.failed(job, exc.reason, opted_out=exc.opted_out, window_closed=exc.window_closed)
                 metrics.outbound(channel, "failed")
                 return "failed"
             await deliveries.sent(job, provider_id)
