@@ -14,7 +14,7 @@ import functools
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -95,9 +95,14 @@ class WebhookResponse(msgspec.Struct, frozen=True):
 
 
 class ParseResult(msgspec.Struct, frozen=True):
+    """What one webhook request holds. `skipped` names, one reason each, the authentic items
+    acknowledged and deliberately left out (another page's entry, a group chat, our own echo):
+    counted in /metrics, so that a misrouted subscription shows."""
+
     messages: Sequence[InboundMessage] = ()
     statuses: Sequence[StatusUpdate] = ()
     response: WebhookResponse = WebhookResponse()
+    skipped: Sequence[str] = ()
 
 
 class Route(msgspec.Struct, frozen=True):
@@ -265,6 +270,12 @@ class Connector(abc.ABC, Generic[S]):
         outside a reply window."""
         return tuple(getattr(self.settings, "templates", ()) or ())
 
+    def setup_steps(self, *, reveal: bool = False) -> Sequence[str]:
+        """What to do at the provider to point it at this instance (`omnigateway connectors`
+        prints them): a setWebhook call, the fields to subscribe. Secrets appear as placeholders
+        unless `reveal` (the operator asked for a command to paste)."""
+        return ()
+
     def webhook_url(self, path: str) -> str:
         return f"{self.public_url}/webhooks/{self.instance}/{path}"
 
@@ -319,6 +330,23 @@ class Connector(abc.ABC, Generic[S]):
         """Release clients and sockets. Must be safe to call twice."""
 
 
+def http_url(value: str, name: str = "api_base_url") -> str:
+    """A settings URL without its trailing slash; ValueError naming `name` unless it is http(s).
+    (Raised in a Settings' __post_init__, it reaches the operator as a SettingsError.)"""
+    url = urlsplit(value)
+    if url.scheme not in ("http", "https") or not url.netloc:
+        raise ValueError(f"{name} must be an http(s) URL, not {value!r}")
+    return value.rstrip("/")
+
+
+def non_empty_secret(value: str, name: str) -> Secret:
+    """A credential from settings as a Secret (masked in repr), refused when empty."""
+    secret = value if isinstance(value, Secret) else Secret(value)
+    if not secret:
+        raise ValueError(f"{name} is empty")
+    return secret
+
+
 def _dec_hook(type_: type, obj: Any) -> Any:
     if type_ is Secret:
         if isinstance(obj, str):
@@ -356,5 +384,7 @@ __all__ = [
     "TransientSendError",
     "WebhookRequest",
     "WebhookResponse",
+    "http_url",
+    "non_empty_secret",
     "retry_after_seconds",
 ]

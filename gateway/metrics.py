@@ -10,6 +10,7 @@ Each process counts what it did. `omnigateway serve` runs HTTP and workers in on
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from aiohttp import web
@@ -38,6 +39,12 @@ PIPELINE_LATENCY = Histogram(
     # The ack path is sub-millisecond to a few ms; routing under backlog can take seconds.
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
+# The instance label is a configured instance name, never one taken from a URL: bounded.
+WEBHOOK_SKIPPED = Counter(
+    "webhook_skipped", "Authentic webhook items acknowledged and left out, by instance and why "
+    "(another page or number, a group chat, our own echo, an event kind we do not handle).",
+    ["instance", "reason"], namespace=NAMESPACE, registry=REGISTRY,
+)
 QUEUE_DEPTH = Gauge(
     "queue_depth", "Conversations waiting in each agent queue.",
     ["queue"], namespace=NAMESPACE, registry=REGISTRY,
@@ -59,6 +66,11 @@ def _child(metric: Any, *values: str) -> Any:
 
 def inbound(channel: str, outcome: InboundOutcome, count: int = 1) -> None:
     _child(INBOUND_MESSAGES, channel, outcome).inc(count)
+
+
+def skipped(instance: str, reasons: Sequence[str]) -> None:
+    for reason in reasons:
+        _child(WEBHOOK_SKIPPED, instance, reason).inc()
 
 
 def outbound(channel: str, outcome: OutboundOutcome) -> None:

@@ -141,6 +141,8 @@ def _handler(
             ids = await recorder.record(result)
         except StoreError:
             return _unavailable(channel)
+        if result.skipped:
+            metrics.skipped(instance, result.skipped)
         stored = sum(1 for i in ids if i)
         if stored:
             metrics.inbound(channel, "stored", stored)

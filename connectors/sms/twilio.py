@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 import aiohttp
 import msgspec
@@ -43,6 +43,7 @@ from connectors.base import (
     TransientSendError,
     WebhookRequest,
     WebhookResponse,
+    http_url,
     retry_after_seconds,
 )
 from connectors.sms import signature as twilio_signature
@@ -164,10 +165,7 @@ class TwilioSettings(ConnectorSettings, kw_only=True):
                 raise ValueError(f"from_number: {exc}") from None
         if self.messaging_service_sid is not None and not self.messaging_service_sid.startswith("MG"):
             raise ValueError(f"messaging_service_sid must start with 'MG', not {self.messaging_service_sid!r}")
-        url = urlsplit(self.api_base_url)
-        if url.scheme not in ("http", "https") or not url.netloc:
-            raise ValueError(f"api_base_url must be an http(s) URL, not {self.api_base_url!r}")
-        self.api_base_url = self.api_base_url.rstrip("/")
+        self.api_base_url = http_url(self.api_base_url)
         if self.timeout_seconds <= 0:
             raise ValueError("timeout_seconds must be positive")
         for template in self.templates:

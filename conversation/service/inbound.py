@@ -85,6 +85,7 @@ class Inbound:
 
         edits = [m for _, m in messages if m.edit is not None]
         messages = [(e, m) for e, m in messages if m.edit is None]
+        messages = await self._without_own_echoes(messages)
         if messages and self.profiles:
             messages = await self._with_profiles(messages)
 
@@ -113,6 +114,19 @@ class Inbound:
             await self.deliveries.status_report(update)
         await store.ingest.done(partition, [e[0] for e in entries])
         return Applied(tuple(applied), dead)
+
+    async def _without_own_echoes(self, messages: list[tuple[str, InboundMessage]]) -> list[tuple[str, InboundMessage]]:
+        """Echoes of what we sent ourselves are in the thread already: only those sent from the
+        provider's own app are recorded. Connectors drop most of them (Messenger hands our
+        metadata back); this catches the rest (Instagram's), once the send has recorded its id."""
+        echoes = [(e, m) for e, m in messages if m.echo]
+        if not echoes:
+            return messages
+        ours = set()
+        for (entry_id, msg) in echoes:
+            if (await self.store.delivery.ours(msg.instance, [msg.provider_message_id]))[0]:
+                ours.add(entry_id)
+        return [(e, m) for e, m in messages if e not in ours]
 
     async def _with_profiles(self, messages: list[tuple[str, InboundMessage]]) -> list[tuple[str, InboundMessage]]:
         """Fill in sender names from provider profiles, and link unknown senders whose verified

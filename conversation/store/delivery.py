@@ -81,6 +81,15 @@ class Delivery:
                                        [f"{cid} {seq}", PROVIDER_LINK_TTL])
         return [msgspec.json.decode(early[i + 1], type=StatusUpdate) for i in range(0, len(early), 2)]
 
+    async def ours(self, instance: str, provider_ids: list[str]) -> list[bool]:
+        """Whether each provider id is one of our sent messages (the echo of a send of ours)."""
+        if not provider_ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for provider_id in provider_ids:
+                pipe.hexists(self.keys.provider_message(instance, provider_id), "loc")
+            return [bool(x) for x in await pipe.execute()]
+
     async def locate(self, update: StatusUpdate) -> str | None:
         """Our message id for a status report, or None after parking the report for later."""
         loc = await self.scripts.run(

@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("connectors", parents=[common],
                             help="list installed connector kinds and configured instances")
+    p.add_argument("--reveal", action="store_true",
+                   help="fill the secrets into the provider set-up steps (a command to paste)")
     p.set_defaults(handler=cmd_connectors)
 
     simulate.add_parser(commands, common)
@@ -164,6 +166,8 @@ def cmd_connectors(args: argparse.Namespace) -> int:
     for name, connector in built.items():
         routes = ", ".join(f"{r.method} {connector.webhook_url(r.path)}" for r in connector.routes())
         print(f"  {name:<12} kind {connector.kind:<10} channel {connector.channel:<9} webhooks: {routes or 'none'}")
+        for step in connector.setup_steps(reveal=args.reveal):
+            print(f"    provider set-up: {step}")
     for error in errors:
         print(f"  error: {error}")
     if not config.connectors:

@@ -46,6 +46,7 @@ from connectors.base import (
     TransientSendError,
     WebhookRequest,
     WebhookResponse,
+    http_url,
     retry_after_seconds,
 )
 from connectors.chat.slack.events import parse_event_callback
@@ -96,11 +97,8 @@ class SlackSettings(ConnectorSettings, kw_only=True):
                 raise ValueError("app_token must be an app-level token (xapp-...) with connections:write")
         elif not self.signing_secret:
             raise ValueError("signing_secret is required for the Events API (or set socket_mode = true)")
-        url = urlsplit(self.api_base_url)
-        if url.scheme not in ("http", "https") or not url.netloc:
-            raise ValueError(f"api_base_url must be an http(s) URL, not {self.api_base_url!r}")
         # The SDK joins method names onto the base URL, which must end in a slash.
-        self.api_base_url = self.api_base_url.rstrip("/") + "/"
+        self.api_base_url = http_url(self.api_base_url) + "/"
         if self.timeout_seconds <= 0:
             raise ValueError("timeout_seconds must be positive")
 

@@ -10,45 +10,21 @@ from __future__ import annotations
 
 import re
 
-_FENCE = re.compile(r"```.*?```", re.DOTALL)
-_CODE = re.compile(r"`[^`\n]+`")
-_LINK = re.compile(r"\[([^\]\n]+)\]\((\S+?)\)")
-_BOLD = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
-_ITALIC = re.compile(r"(?<![*\w])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![*\w])")
-_STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
-_HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
-_BULLET = re.compile(r"^([ \t]*)[-*+][ \t]+", re.MULTILINE)
-# Placeholders use characters no one types, so protected spans cannot collide with text.
-_HOLD = "\ue000{}\ue001"
-_HELD = re.compile("\ue000(\\d+)\ue001")
-
-
-def markdown_to_mrkdwn(text: str) -> str:
-    """Agents' Markdown as Slack mrkdwn."""
-    held: list[str] = []
-
-    def hold(value: str) -> str:
-        held.append(value)
-        return _HOLD.format(len(held) - 1)
-
-    # Code first: nothing inside it is formatting, and Slack wants its content unescaped
-    # except for its three control characters.
-    text = _FENCE.sub(lambda m: hold(_escape(m.group(0))), text)
-    text = _CODE.sub(lambda m: hold(_escape(m.group(0))), text)
-    text = _LINK.sub(lambda m: hold(f"<{m.group(2)}|{_escape(m.group(1))}>"), text)
-    text = _escape(text)
-    text = _HEADING.sub(lambda m: hold(f"*{m.group(1)}*"), text)
-    text = _BOLD.sub(lambda m: hold(f"*{m.group(2)}*"), text)
-    text = _ITALIC.sub(lambda m: f"_{m.group(1)}_", text)
-    text = _STRIKE.sub(lambda m: f"~{m.group(1)}~", text)
-    text = _BULLET.sub(lambda m: f"{m.group(1)}• ", text)
-    while _HELD.search(text):  # held spans may contain others (a link inside a heading)
-        text = _HELD.sub(lambda m: held[int(m.group(1))], text)
-    return text
+from connectors.markup import Dialect, convert
 
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+SLACK = Dialect(bold=lambda s: f"*{s}*", italic=lambda s: f"_{s}_", strike=lambda s: f"~{s}~",
+                code=lambda s: f"`{s}`", fence=lambda s: f"```{s}```", link=lambda label, url: f"<{url}|{label}>",
+                escape=_escape)
+
+
+def markdown_to_mrkdwn(text: str) -> str:
+    """Agents' Markdown as Slack mrkdwn."""
+    return convert(text, SLACK)
 
 
 _ANGLE = re.compile(r"<([^<>]+)>")
