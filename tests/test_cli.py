@@ -68,7 +68,8 @@ def test_check_config_lists_each_bad_key_and_exits_2(tmp_path: Path, capsys: pyt
     assert main(["check-config", "--config", path]) == 2
     err = capsys.readouterr().err
     assert "connectors.sms.from_numbr: unknown key (did you mean 'from_number'?)" in err
-    assert "connectors.mail: unknown connector kind 'emial' (installed: email, slack, twilio, webchat)" in err
+    assert ("connectors.mail: unknown connector kind 'emial' (installed: email, instagram, messenger, slack, "
+            "telegram, twilio, webchat, whatsapp)") in err
 
 
 def test_check_config_names_a_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -120,7 +120,8 @@ def test_each_broken_entry_point_is_a_problem_naming_its_package_and_the_fix(acm
     assert "whose kind is 'acme'; make the entry-point name and the class's `kind` attribute equal" \
         in problem_for("renamed")
     assert "does not implement parse, routes, send, verify" in problem_for("unfinished")
-    assert set(registry.kinds) == {"acme", "email", "slack", "webchat"}
+    assert set(registry.kinds) == {"acme", "email", "instagram", "messenger", "slack", "telegram", "webchat",
+                                   "whatsapp"}
 
 
 def test_a_config_using_a_broken_kind_is_told_why(acme_installed: str) -> None:
@@ -140,7 +141,8 @@ def test_entry_points_can_be_injected() -> None:
 def test_unknown_and_missing_kinds() -> None:
     registry = load_registry()
     with pytest.raises(SettingsError, match=r"^connectors.sms: unknown connector kind 'twilo' "
-                                            r"\(installed: email, slack, twilio, webchat\)$"):
+                                            r"\(installed: email, instagram, messenger, slack, telegram, twilio, "
+                                            r"webchat, whatsapp\)$"):
         registry.build("sms", {"kind": "twilo"}, "http://127.0.0.1:8080")
     with pytest.raises(SettingsError, match=r"^connectors.sms.kind: missing"):
         registry.build("sms", {}, "http://127.0.0.1:8080")
