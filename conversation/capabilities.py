@@ -29,6 +29,7 @@ class TextFormat(enum.StrEnum):
     PLAIN = "plain"
     MARKDOWN = "markdown"
     SLACK_MRKDWN = "slack_mrkdwn"
+    WHATSAPP = "whatsapp"  # *bold*, _italic_, ~strike~, ```code```
     HTML = "html"
 
 

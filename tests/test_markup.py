@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from connectors.markup import markdown_to_plain, markdown_to_whatsapp
+from conversation.voice.markup import markdown_to_plain, markdown_to_whatsapp
 
 AGENT = "# Tu pedido\n\n- **Llega mañana** y *sin coste*\n- ~~martes~~ [seguimiento](https://t.example/1)\n" \
         "- `A-17` y snake_case_word"
@@ -16,7 +16,7 @@ def test_whatsapp_gets_its_own_bold_and_italic() -> None:
 
 
 def test_plain_channels_get_the_words_without_the_marks() -> None:
-    assert markdown_to_plain(AGENT) == ("Tu pedido\n\n• Llega mañana y sin coste\n"
-                                        "• martes seguimiento (https://t.example/1)\n• A-17 y snake_case_word")
+    assert markdown_to_plain(AGENT) == ("Tu pedido\n\n- Llega mañana y sin coste\n"
+                                        "- martes seguimiento (https://t.example/1)\n- A-17 y snake_case_word")
     assert markdown_to_plain("[https://t.example](https://t.example)") == "https://t.example"
     assert markdown_to_plain("2 * 3 * 4 = 24") == "2 * 3 * 4 = 24"  # arithmetic is not emphasis

@@ -230,7 +230,7 @@ class TwilioConnector(Connector[TwilioSettings]):
     # WhatsApp through Twilio: free-form replies only within 24 h of the customer's last message.
     channel_capabilities = {
         "whatsapp": msgspec.structs.replace(
-            capabilities, reply_window_seconds=24 * 3600, outside_window="template",
+            capabilities, reply_window_seconds=24 * 3600, outside_window="template", formats=(TextFormat.WHATSAPP,),
             attachment_kinds=("image/", "video/", "audio/", "application/pdf"), max_attachments=1,
         ),
     }

@@ -30,10 +30,10 @@ from connectors.base import (
     TransientSendError,
     non_empty_secret,
 )
-from connectors.markup import markdown_to_plain
 from connectors.social.graph import GraphError
 from connectors.social.meta import Batch, MetaConnector, MetaSettings, require
 from conversation.model import Attachment, DeliveryStatus, Identity, InboundMessage, MessageEdit, StatusUpdate
+from conversation.voice.markup import markdown_to_plain
 
 # Our sends carry this in `metadata`, which Messenger hands back in the echo: the echo of a
 # message we stored already is then told from one sent in the Page inbox.

@@ -42,8 +42,8 @@ from connectors.base import (
     http_url,
     non_empty_secret,
 )
-from connectors.markup import markdown_to_plain
 from conversation.model import Attachment, Identity, InboundMessage, MessageEdit
+from conversation.voice.markup import markdown_to_plain
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 # A file URL of ours: the bot token is never part of what is stored or shown.

@@ -29,12 +29,12 @@ from connectors.base import (
     TransientSendError,
     non_empty_secret,
 )
-from connectors.markup import markdown_to_whatsapp
 from connectors.social.graph import GraphError
 from connectors.social.meta import Batch, MetaConnector, MetaSettings, require, seconds_ms
 from connectors.social.whatsapp_content import content_of
 from conversation.model import DeliveryStatus, Identity, InboundMessage, StatusUpdate, Template, TemplateSpec
 from conversation.phones import phone_address, reply_form
+from conversation.voice.markup import markdown_to_whatsapp
 
 STATUS: Mapping[str, DeliveryStatus] = {
     "sent": DeliveryStatus.SENT,
@@ -80,7 +80,7 @@ class WhatsAppConnector(MetaConnector[WhatsAppSettings]):
         max_text_length=4096,
         text_unit=TextUnit.CHARACTERS,
         overflow=OverflowRule.SPLIT,
-        formats=(TextFormat.MARKDOWN,),
+        formats=(TextFormat.WHATSAPP,),
         attachment_kinds=("image/jpeg", "image/png", "video/mp4", "video/3gpp", "audio/", "application/", "text/"),
         # Images may be 5 MB, audio and video 16 MB, documents 100 MB: one limit for all keeps a
         # larger file from failing the whole reply; it goes as a link instead.

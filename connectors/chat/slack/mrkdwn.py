@@ -10,22 +10,7 @@ from __future__ import annotations
 
 import re
 
-from connectors.markup import Dialect, convert
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-SLACK = Dialect(bold=lambda s: f"*{s}*", italic=lambda s: f"_{s}_", strike=lambda s: f"~{s}~",
-                code=lambda s: f"`{s}`", fence=lambda s: f"```{s}```", link=lambda label, url: f"<{url}|{label}>",
-                escape=_escape)
-
-
-def markdown_to_mrkdwn(text: str) -> str:
-    """Agents' Markdown as Slack mrkdwn."""
-    return convert(text, SLACK)
-
+from conversation.voice.markup import markdown_to_mrkdwn
 
 _ANGLE = re.compile(r"<([^<>]+)>")
 
