@@ -49,6 +49,8 @@ class ActivityType(enum.StrEnum):
     OPT_OUT_CHANGED = "opt_out_changed"
     # Ours, sent from the provider's own app (the WhatsApp Business app, the Page inbox).
     OUTSIDE_REPLY = "outside_reply"
+    # Name, language or tier set through the API.
+    CUSTOMER_UPDATED = "customer_updated"
 
 
 # Stored codes: append new types at the end, never renumber (entries already written keep theirs).

@@ -78,11 +78,19 @@ class Attachment(msgspec.Struct, frozen=True, omit_defaults=True):
     refused: str | None = None
 
 
+Tier = Literal["standard", "vip", "key_account"]
+TIERS: tuple[Tier, ...] = ("standard", "vip", "key_account")
+
+
 class Customer(msgspec.Struct):
     id: str
     name: str | None
     identities: list[Identity]
     created_at: UtcDatetime
+    # The language the customer is answered in, when set through the API (else what their
+    # channel tells, else the brand's default: conversation.voice).
+    locale: str | None = None
+    tier: Tier = "standard"
 
 
 class Message(msgspec.Struct):
@@ -115,6 +123,11 @@ class Message(msgspec.Struct):
     next_attempt_at: UtcDatetime | None = None
     # A reply sent as an approved template; `text` is what the customer read when it is known.
     template: Template | None = None
+    # What the agent typed, when the voice layer changed it on its way (`text` is what the
+    # customer was sent), and the named intent it was rendered from; an email's HTML part.
+    composed: str | None = None
+    intent: str | None = None
+    html: str | None = None
 
 
 class Conversation(msgspec.Struct):
@@ -203,6 +216,9 @@ class InboundMessage(msgspec.Struct, frozen=True, omit_defaults=True):
     # Not the customer's words but ours, sent from outside the gateway (the WhatsApp Business
     # app, the Page inbox): recorded as an outbound message to `sender`, already sent.
     echo: bool = False
+    # The sender's language as the channel tells it (Slack's locale, Telegram's language_code,
+    # the web chat's browser language): replies use it when the customer has none of their own.
+    locale: str | None = None
 
 
 class StatusUpdate(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -291,6 +307,9 @@ class Outbound(msgspec.Struct, frozen=True, kw_only=True):
     # provider's message tag (Messenger's HUMAN_AGENT) that allows this message there.
     template: Template | None = None
     tag: str | None = None
+    # The voice layer's HTML rendering of `text`, for channels that declare HTML (email): sent
+    # as the alternative part, with `text` as the plain one.
+    html: str | None = None
 
 
 class EventType(enum.StrEnum):

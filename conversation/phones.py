@@ -78,4 +78,15 @@ def e164_or_none(raw: str, default_region: str | None = None) -> str | None:
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
-__all__ = ["e164_or_none", "phone_address", "reply_form"]
+@functools.lru_cache(maxsize=16_384)
+def region_of(address: str) -> str | None:
+    """The country (ISO 3166 alpha-2) a phone number belongs to, when the library knows it."""
+    try:
+        number = phonenumbers.parse(address, None)
+    except phonenumbers.NumberParseException:
+        return None
+    region = phonenumbers.region_code_for_number(number)
+    return region if region and region != "ZZ" else None
+
+
+__all__ = ["e164_or_none", "phone_address", "region_of", "reply_form"]

@@ -14,7 +14,7 @@ from connectors.base import Connector
 from connectors.registry import load_registry
 from conversation.service import Core, DeliveryPolicy
 from conversation.store import DAY, Store, open_store
-from gateway import health, transports, webhooks, workers
+from gateway import health, transports, voice, webhooks, workers
 from gateway.appkeys import CONFIG, CONNECTORS, CORE, STORE
 from gateway.config import Config, ConfigError, build_connectors
 from gateway.logging import REQUEST_ID
@@ -47,6 +47,7 @@ def create_app(
     redis_url: str,
     run_workers: bool = True,
     connectors: dict[str, Connector[Any]] | None = None,
+    handle_sighup: bool = False,
 ) -> web.Application:
     """Build the gateway. Nothing here does I/O: clients connect on first use, in the app's loop."""
     # Webhooks are limited per client IP in-process: the ack path keeps its one Redis round trip.
@@ -75,6 +76,8 @@ def create_app(
     api.setup(app)
     if run_workers:
         workers.setup(app)
+    if handle_sighup:  # a process's entry point (serve), never an app embedded in tests
+        voice.setup(app)
     return app
 
 
@@ -102,6 +105,8 @@ def core_for(config: Config, store: Store, connectors: dict[str, Connector[Any]]
         profiles={name: c.profile for name, c in connectors.items() if c.has_profiles()},
         delivery=DeliveryPolicy(max_attempts=settings.send_max_attempts,
                                 visibility_timeout=settings.send_visibility_timeout),
+        voice=voice.voice_of(config),
+        voice_path=settings.voice_file,
     )
 
 

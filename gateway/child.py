@@ -44,6 +44,8 @@ def _die_with_supervisor() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     _die_with_supervisor()
+    # A reload (SIGHUP) that arrives before the loop handles it must not end the process.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     parser = argparse.ArgumentParser(prog="python -m gateway.child")
     parser.add_argument("role", choices=("web", "ingest", "dispatch"))
     parser.add_argument("--config", default=None)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from connectors.registry import Registry
 
 DEFAULT_CONFIG_PATH = Path("config/gateway.toml")
+DEFAULT_VOICE_NAME = "voice.toml"  # beside the configuration file
 ENV_PREFIX = "OMNIGATEWAY_"
 
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
@@ -76,6 +77,10 @@ class GatewaySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # Meta retries webhooks for up to 7 days; a shorter dedupe window would store those twice.
     dedupe_ttl_days: Annotated[int, Meta(ge=7)] = 8
     shutdown_grace: Annotated[float, Meta(ge=0)] = 10.0
+    # The brand voice (conversation.voice), relative to the configuration file's folder. Unset:
+    # voice.toml beside it when there is one, else the neutral voice (text as typed). After
+    # loading, the resolved path of the file in use, or None for the neutral voice.
+    voice_file: str | None = None
 
     def __post_init__(self) -> None:
         if self.public_url is not None:
@@ -123,7 +128,7 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
 def _load(path: str | Path | None, env: Mapping[str, str] | None) -> tuple[Config | None, list[str], dict[str, Any]]:
     """(the configuration or None, every problem found, the raw tables after substitution)."""
     env = os.environ if env is None else env
-    raw = _read_file(path, env)
+    raw, source = _read_file(path, env)
     errors: list[str] = []
     _apply_env_overrides(raw, env, errors)
     raw = _substitute(raw, env, "", errors)
@@ -134,7 +139,27 @@ def _load(path: str | Path | None, env: Mapping[str, str] | None) -> tuple[Confi
         # A key whose variable is missing was validated as "": its type error would only repeat it.
         unset = {e.split(": ", 1)[0] for e in errors}
         errors += [e for e in exc.errors if e.split(": ", 1)[0] not in unset]
+    if config is not None:
+        voice, problem = _voice_path(config.gateway.voice_file, source)
+        config.gateway.voice_file = voice
+        if problem:
+            errors.append(problem)
     return config, errors, raw
+
+
+def _voice_path(given: str | None, source: Path | None) -> tuple[str | None, str | None]:
+    """(the voice file to load or None for the neutral voice, the problem with it if any)."""
+    folder = source.parent if source is not None else Path(".")
+    if given:
+        path = Path(given).expanduser()
+        path = path if path.is_absolute() else folder / path
+        if not path.is_file():
+            return None, f"gateway.voice_file: {path}: no such file"
+        return str(path), None
+    if source is None:  # configured by the environment alone: no folder to look beside
+        return None, None
+    default = folder / DEFAULT_VOICE_NAME
+    return (str(default), None) if default.is_file() else (None, None)
 
 
 def check_config(path: str | Path | None, registry: Registry, env: Mapping[str, str] | None = None
@@ -160,16 +185,17 @@ def check_config(path: str | Path | None, registry: Registry, env: Mapping[str, 
     return None, errors
 
 
-def _read_file(path: str | Path | None, env: Mapping[str, str]) -> dict[str, Any]:
+def _read_file(path: str | Path | None, env: Mapping[str, str]) -> tuple[dict[str, Any], Path | None]:
+    """The file's tables, and the file (None when there was none to read)."""
     explicit = path is not None or bool(env.get(f"{ENV_PREFIX}CONFIG"))
     file = Path(path if path is not None else env.get(f"{ENV_PREFIX}CONFIG") or DEFAULT_CONFIG_PATH)
     try:
         with file.open("rb") as fh:
-            return tomllib.load(fh)
+            return tomllib.load(fh), file
     except FileNotFoundError:
         if explicit:
             raise ConfigError(f"{file}: no such file") from None
-        return {}
+        return {}, None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
     except OSError as exc:

@@ -27,6 +27,7 @@ from gateway.banner import print_banner
 from gateway.config import Config, ConfigError, build_connectors
 from gateway.embedded import resolve_redis_url
 from gateway.logging import configure_logging
+from gateway.voice import install_sighup
 
 log = structlog.get_logger("gateway.server")
 
@@ -76,7 +77,7 @@ def serve(config: Config, config_path: str | os.PathLike[str] | None = None, pro
     install_uvloop()
     redis_url, embedded = resolve_redis_url(config)
     try:
-        app = create_app(config, redis_url=redis_url, run_workers=True)
+        app = create_app(config, redis_url=redis_url, run_workers=True, handle_sighup=True)
         app.on_startup.append(_tune_gc_on_startup)  # after the cleanup contexts: clients, workers
         print_banner(config, config_path, embedded=embedded is not None,
                      webchat=any(c.kind == "webchat" for c in app[CONNECTORS].values()))
@@ -98,7 +99,7 @@ def run_web(config: Config, redis_url: str) -> int:
     install_uvloop()
     settings = config.gateway
     try:
-        app = create_app(config, redis_url=redis_url, run_workers=False)
+        app = create_app(config, redis_url=redis_url, run_workers=False, handle_sighup=True)
     except ConfigError as exc:
         print(f"configuration error:\n{exc}", file=sys.stderr)
         return 2
@@ -121,6 +122,9 @@ def work(config: Config, roles: Collection[str] = WORKER_ROLES, redis_url: str |
         redis_url, embedded = resolve_redis_url(config)
     try:
         asyncio.run(_work(config, redis_url, connectors, set(roles)))
+    except ConfigError as exc:
+        print(f"configuration error:\n{exc}", file=sys.stderr)
+        return 2
     finally:
         if embedded:
             embedded.stop()
@@ -132,11 +136,13 @@ async def _work(config: Config, redis_url: str, connectors: dict[str, Connector[
 
     settings = config.gateway
     store = store_for(config, redis_url)
-    workers = build_workers(config, core_for(config, store, connectors), connectors, roles=roles)
+    core = core_for(config, store, connectors)
+    workers = build_workers(config, core, connectors, roles=roles)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    install_sighup(core)  # the supervisor passes SIGHUP to every child: reload, never die of it
     log.info("worker.started", roles=sorted(roles))
     tune_gc()
     try:

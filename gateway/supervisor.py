@@ -10,6 +10,7 @@ configuration and the resolved Redis URL:
 - `dispatch`: the dispatcher and the pollers.
 
 A child that exits unexpectedly is restarted, after a pause that grows while it keeps crashing.
+SIGHUP is passed on to every child, which reloads the brand voice (gateway.voice).
 SIGTERM or SIGINT drains every child (each finishes its batches and sends, hands back its leases)
 and then the supervisor exits. Children die with the supervisor even when it is SIGKILLed: each
 asks the kernel for SIGTERM on its parent's death (PR_SET_PDEATHSIG) and also watches a pipe
@@ -89,9 +90,16 @@ class Supervisor:
     def stop(self, *_: Any) -> None:
         self._stopping = True
 
+    def reload(self, *_: Any) -> None:
+        """SIGHUP: every child reloads what it can (the brand voice) without a restart."""
+        for child in self.children:
+            if child.proc is not None and child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGHUP)
+
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
+        signal.signal(signal.SIGHUP, self.reload)
         for child in self.children:
             self.start(child)
         try:

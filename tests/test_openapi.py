@@ -25,7 +25,8 @@ from gateway.api.openapi import document
 from gateway.appkeys import STORE
 from gateway.testing import GatewayUnderTest
 
-DOMAIN_422 = {"no_channel", "text_too_long", "still_malformed", "unknown_template"}
+DOMAIN_422 = {"no_channel", "text_too_long", "still_malformed", "unknown_template", "unknown_intent", "unknown_channel",
+              "missing_variable", "render_failed"}
 EXAMPLES = 15  # per operation and mode: enough to find shape drift, quick enough for every run
 
 

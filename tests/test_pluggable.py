@@ -81,7 +81,7 @@ async def test_a_reply_on_a_plugin_goes_to_the_identity_kind_it_declares(store: 
     acme = AcmeChat("acme", _Settings(), public_url="http://x")
     cid = await customer_with(store, Identity("email", "ana@example.com"), Identity("acme_user", "u-42"))
     core = Core(store, channels={"acme": acme})
-    reply = await core.replies.compose(cid, text="Hello on Acme", instance="acme", author="ana")
+    reply = (await core.replies.compose(cid, text="Hello on Acme", instance="acme", author="ana")).message
     # Not the SMS sender, not the email: the identity kind the connector says its customers have.
     assert (reply.channel, reply.instance, reply.to) == ("acme", "acme", "acme_user:u-42")
 
@@ -90,8 +90,8 @@ async def test_a_send_rate_the_connector_declares_is_paced_without_spending_atte
     acme = AcmeChat("acme", _Settings(), public_url="http://x")
     cid = await customer_with(store, Identity("acme_user", "u-7"))
     core = Core(store, channels={"acme": acme})
-    first = await core.replies.compose(cid, text="one", instance="acme", author="ana")
-    second = await core.replies.compose(cid, text="two", instance="acme", author="ana")
+    first = (await core.replies.compose(cid, text="one", instance="acme", author="ana")).message
+    second = (await core.replies.compose(cid, text="two", instance="acme", author="ana")).message
     outcome, job = await core.deliveries.begin(first.id, 0)
     assert outcome == "send" and job is not None
     await job.lease.release()

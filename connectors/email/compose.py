@@ -84,7 +84,8 @@ def compose(
     if automatic:
         msg["Auto-Submitted"] = "auto-replied"
     msg.set_content(outbound.text)
-    msg.add_alternative(text_to_html(outbound.text), subtype="html")
+    # The voice's HTML rendering when the core made one; else the plain text, linked and escaped.
+    msg.add_alternative(outbound.html or text_to_html(outbound.text), subtype="html")
     for f in files:
         maintype, _, subtype = f.content_type.partition(";")[0].strip().partition("/")
         # message/* may not be base64-encoded (RFC 2046) and multipart/* is no file: both go as

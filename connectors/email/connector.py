@@ -53,7 +53,7 @@ class EmailConnector(Connector[EmailSettings]):
         max_text_length=100_000,
         text_unit=TextUnit.CHARACTERS,
         overflow=OverflowRule.SPLIT,
-        # Agents write plain text; compose() adds the HTML alternative derived from it.
+        # The core's voice renders the plain text and its HTML alternative (Outbound.html).
         formats=(TextFormat.PLAIN, TextFormat.HTML),
         attachment_kinds=("image/", "video/", "audio/", "application/", "text/", "message/"),
         # What mail servers commonly accept per message is ~25 MB, base64 adds a third.

@@ -33,7 +33,6 @@ from connectors.base import (
 from connectors.social.graph import GraphError
 from connectors.social.meta import Batch, MetaConnector, MetaSettings, require
 from conversation.model import Attachment, DeliveryStatus, Identity, InboundMessage, MessageEdit, StatusUpdate
-from conversation.voice.markup import markdown_to_plain
 
 # Our sends carry this in `metadata`, which Messenger hands back in the echo: the echo of a
 # message we stored already is then told from one sent in the Page inbox.
@@ -190,7 +189,7 @@ class PageConnector(MetaConnector[PageSettings]):
             envelope["messaging_type"] = "RESPONSE"
         messages: list[dict[str, Any]] = []
         if outbound.text:
-            messages.append({"text": markdown_to_plain(outbound.text)})
+            messages.append({"text": outbound.text})  # plain already: the core's voice rendered it
         for attachment in outbound.attachments:
             messages.append({"attachment": {"type": _attachment_type(attachment.content_type),
                                             "payload": {"url": attachment.url, "is_reusable": False}}})

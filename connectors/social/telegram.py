@@ -43,7 +43,6 @@ from connectors.base import (
     non_empty_secret,
 )
 from conversation.model import Attachment, Identity, InboundMessage, MessageEdit
-from conversation.voice.markup import markdown_to_plain
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 # A file URL of ours: the bot token is never part of what is stored or shown.
@@ -216,7 +215,7 @@ class TelegramConnector(Connector[TelegramSettings]):
         chat_id = int(outbound.to.address)  # exact: Python ints are not floats
         calls: list[tuple[str, dict[str, Any]]] = []
         if outbound.text:
-            calls.append(("sendMessage", {"chat_id": chat_id, "text": markdown_to_plain(outbound.text)}))
+            calls.append(("sendMessage", {"chat_id": chat_id, "text": outbound.text}))  # plain: rendered by the core
         for attachment in outbound.attachments:
             if attachment.content_type.startswith("image/"):
                 calls.append(("sendPhoto", {"chat_id": chat_id, "photo": attachment.url}))

@@ -34,7 +34,6 @@ from connectors.social.meta import Batch, MetaConnector, MetaSettings, require, 
 from connectors.social.whatsapp_content import content_of
 from conversation.model import DeliveryStatus, Identity, InboundMessage, StatusUpdate, Template, TemplateSpec
 from conversation.phones import phone_address, reply_form
-from conversation.voice.markup import markdown_to_whatsapp
 
 STATUS: Mapping[str, DeliveryStatus] = {
     "sent": DeliveryStatus.SENT,
@@ -186,7 +185,7 @@ class WhatsAppConnector(MetaConnector[WhatsAppSettings]):
         if outbound.template is not None:
             bodies.append(self._template(outbound.template))
         elif outbound.text:
-            text = markdown_to_whatsapp(outbound.text)
+            text = outbound.text  # already in WhatsApp's markup: the core's voice rendered it
             bodies.append({"type": "text", "text": {"body": text, "preview_url": "https://" in text}})
         for attachment in outbound.attachments:
             kind = _media_kind(attachment.content_type)

@@ -12,7 +12,8 @@
 --       15 subject ("" none), 16 provider id to keep as thread context ("" for unthreaded channels),
 --       17 the routing rule's name, 18 auto-reply ("1"/"0"), 19 when the customer sent it (ms, the
 --       reply window's start), 20 the sender's address as the provider wrote it ("" as canonical),
---       21 an echo of ours ("1"/"0"), 22 the provider's message id
+--       21 an echo of ours ("1"/"0"), 22 the provider's message id, 23 the sender's language as
+--       the channel tells it ("" unknown)
 -- Replays are recognised by the per-partition watermark: entries of one partition arrive in
 -- stream order, so an entry at or below the watermark was applied before a crash.
 -- Returns thread_state(applied, seq) (lua/_activity.lua).
@@ -134,6 +135,8 @@ if li_changed then
 else
   redis.call('HSET', KEYS[1], 'lm', now, wkey, A[2], 'in:' .. A[9] .. ':' .. A[8], wrote)
 end
+-- 'lh': the language the customer's channel last told (replies use it when they have none set).
+if A[23] and A[23] ~= '' then redis.call('HSET', KEYS[1], 'lh', A[23]) end
 if A[20] ~= '' then
   redis.call('HSET', KEYS[1], rakey, A[20])
 else

@@ -6,6 +6,7 @@
     Core.deliveries    a send is made, fails, is retried; providers report     delivery.py
     Core.threads       a thread is assigned or changes status                  threads.py
     Core.dead_letters  an operator replays what the pipeline gave up on        deadletters.py
+    Core.voice         a message is previewed; the brand voice is reloaded        voice.py
 
 Each change is one atomic call in the customer's slot that also writes its activity entry;
 `Publisher` then brings the indexes and live views up to date. Adapters (gateway/) decode a
@@ -24,9 +25,11 @@ from conversation.service.delivery import Deliveries, DeliveryPolicy, SendJob
 from conversation.service.identity import IdentityPolicy
 from conversation.service.inbound import Applied, Inbound
 from conversation.service.publisher import Publisher
-from conversation.service.replies import Replies, ReplyIntent
+from conversation.service.replies import Replies, Reply, ReplyIntent
 from conversation.service.threads import ThreadChanges
+from conversation.service.voice import VoiceAdmin
 from conversation.store import Store
+from conversation.voice import Voice
 
 
 class Core:
@@ -38,17 +41,20 @@ class Core:
         channels: Mapping[str, Channel] | None = None,
         profiles: Mapping[str, ProfileLookup] | None = None,
         delivery: DeliveryPolicy | None = None,
+        voice: Voice | None = None,
+        voice_path: str | None = None,
     ) -> None:
         self.store = store
         self.channels: Mapping[str, Channel] = dict(channels or {})
         self.publisher = Publisher(store)
         self.identities = IdentityPolicy(store, self.publisher)
-        self.replies = Replies(store, self.channels, self.publisher)
+        self.replies = Replies(store, self.channels, self.publisher, voice)
         self.deliveries = Deliveries(store, self.channels, self.replies, self.publisher, delivery)
         self.inbound = Inbound(store, routing or RoutingSettings(), self.identities, self.deliveries,
                                self.publisher, profiles=profiles)
         self.threads = ThreadChanges(store, self.publisher)
         self.dead_letters = DeadLetterReplays(store, self.publisher)
+        self.voice = VoiceAdmin(store, self.channels, self.replies, voice_path)
 
 
-__all__ = ["Applied", "Core", "DeliveryPolicy", "ReplyIntent", "SendJob"]
+__all__ = ["Applied", "Core", "DeliveryPolicy", "Reply", "ReplyIntent", "SendJob"]

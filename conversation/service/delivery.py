@@ -139,7 +139,7 @@ class Deliveries:
                 message_id=mid, channel=message.channel, to=Identity(kind, stored.to_address or address),
                 text=message.text, attachments=tuple(message.attachments), subject=subject,
                 references=tuple(references), reply_to_provider_id=references[-1] if references else None,
-                template=stored.template, tag=stored.tag,
+                template=stored.template, tag=stored.tag, html=stored.html,
             )
             handed_over = True  # the job holds the lease now; the caller releases it
             return "send", SendJob(message=message, attempt=attempt, outbound=outbound, lease=lease,

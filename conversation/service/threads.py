@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from conversation.activity import Actor, agent
 from conversation.errors import NotAllowed
-from conversation.model import Conversation, ThreadStatus
+from conversation.model import Conversation, Customer, ThreadStatus
 from conversation.service.publisher import Publisher
 from conversation.store import Store
 
@@ -34,6 +34,20 @@ class ThreadChanges:
     async def set_status(self, cid: str, status: ThreadStatus, *, by: Actor) -> Conversation:
         """Open, pending or resolved. Resolving closes the episode; reopening starts one."""
         return await self._change(cid, by, status=status.value)
+
+    async def update_customer(self, cid: str, *, by: Actor, may_set_tier: bool, **details: str | None) -> Customer:
+        """Set the customer's name, locale or tier (None clears name and locale). Agents set
+        name and locale; the tier, which routing and the voice read, needs a supervisor
+        (`may_set_tier`)."""
+        if "tier" in details and not may_set_tier:
+            raise NotAllowed("the tier needs a supervisor")
+        if details.get("tier") is None and "tier" in details:
+            details["tier"] = "standard"
+        if details.get("locale"):
+            details["locale"] = str(details["locale"]).replace("_", "-").lower()
+        change = await self.store.threads.update_customer(cid, by, **details)
+        await self.publisher.changed([change])  # the listings show the customer's name
+        return await self.store.threads.get_customer(cid)
 
     async def _change(self, cid: str, actor: Actor, **changes: str | None) -> Conversation:
         change = await self.store.threads.update(cid, actor, **changes)

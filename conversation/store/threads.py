@@ -20,6 +20,7 @@ from conversation.errors import NotFound, OptedOut
 from conversation.ids import message_id
 from conversation.keys import Keys
 from conversation.model import (
+    TIERS,
     Attachment,
     Conversation,
     Customer,
@@ -41,7 +42,7 @@ IDEMPOTENCY_TTL = 86_400
 THREAD_REFERENCES = 10  # provider ids kept per thread and instance for References headers
 EDIT_SCAN = 500  # how far back in a thread an edited message is looked for
 _args_encoder = msgspec.msgpack.Encoder()
-_CONVERSATION_FIELDS = ["created", "ids", "name", "status", "queue", "assignee", "priority", "lm", "ep"]
+_CONVERSATION_FIELDS = ["created", "ids", "name", "status", "queue", "assignee", "priority", "lm", "ep", "loc", "tier"]
 
 
 def _s(value: Any) -> str:
@@ -66,6 +67,8 @@ class ThreadState(msgspec.Struct, frozen=True):
     created_ms: int = 0
     name: str | None = None
     identities: str = "[]"  # as stored: a JSON list of [kind, address, opted_out]
+    locale: str | None = None
+    tier: str | None = None
 
     @property
     def message_id(self) -> str | None:
@@ -77,7 +80,21 @@ class ThreadState(msgspec.Struct, frozen=True):
             "created": str(self.created_ms), "ids": self.identities, "name": self.name or "",
             "status": self.status, "queue": self.queue, "assignee": self.assignee,
             "priority": str(self.priority), "lm": str(self.last_message_ms), "ep": str(self.episode),
+            "loc": self.locale or "", "tier": self.tier or "",
         })
+
+
+class ReplyContext(msgspec.Struct, frozen=True):
+    """What the voice renders a reply with. `first_reply`: this reply is the episode's first
+    (claimed when read, so of two replies at once only one is)."""
+
+    name: str | None
+    locale: str | None
+    tier: str
+    channel_locale: str | None
+    queue: str | None
+    episode: int
+    first_reply: bool
 
 
 class Change(msgspec.Struct, frozen=True):
@@ -89,7 +106,7 @@ class Change(msgspec.Struct, frozen=True):
 
 
 # Where lua/_activity.lua's thread_state() puts what it returns.
-_LOGGED = 13
+_LOGGED = 15
 
 
 def _state(cid: str, r: Sequence[Any]) -> ThreadState:
@@ -108,6 +125,8 @@ def _state(cid: str, r: Sequence[Any]) -> ThreadState:
         created_ms=int(r[10] or 0) if len(r) > 10 else 0,
         name=(_s(r[11]) or None) if len(r) > 11 and r[11] else None,
         identities=_s(r[12]) if len(r) > 12 and r[12] else "[]",
+        locale=(_s(r[13]) or None) if len(r) > 13 and r[13] else None,
+        tier=(_s(r[14]) or None) if len(r) > 14 and r[14] else None,
     )
 
 
@@ -117,7 +136,9 @@ def _change(cid: str, r: Sequence[Any]) -> Change:
 
 def _customer(cid: str, h: dict[str, str]) -> Customer:
     ids = [Identity(k, a, bool(o)) for k, a, o in json.loads(h.get("ids") or "[]")]
-    return Customer(id=cid, name=h.get("name") or None, identities=ids, created_at=from_ms(int(h.get("created") or 0)))
+    tier = h.get("tier") or "standard"
+    return Customer(id=cid, name=h.get("name") or None, identities=ids, created_at=from_ms(int(h.get("created") or 0)),
+                    locale=h.get("loc") or None, tier=tier if tier in TIERS else "standard")
 
 
 def conversation_from(cid: str, h: dict[str, str]) -> Conversation:
@@ -173,7 +194,7 @@ def append_call(keys: Keys, cid: str, msg: InboundMessage, partition: int, entry
         msg.subject or "", (msg.thread_ref or msg.provider_message_id) if threaded else "",
         route.rule, "1" if msg.auto_reply else "0",
         wrote_ms, msg.reply_address if msg.reply_address and msg.reply_address != msg.sender.address else "",
-        "1" if msg.echo else "0", msg.provider_message_id,
+        "1" if msg.echo else "0", msg.provider_message_id, msg.locale or "",
     )), encoder.encode(stored)]
 
 
@@ -219,6 +240,9 @@ class Threads:
         template: Template | None = None,
         tag: str | None = None,
         to_address: str | None = None,
+        composed: str | None = None,
+        intent: str | None = None,
+        html: str | None = None,
     ) -> tuple[Message, bool, Change]:
         """Queue a reply (or store a note): the message, whether it is new, and the change.
 
@@ -231,6 +255,7 @@ class Threads:
             channel=channel, instance=instance, created_ms=now, text=text, author=author,
             attachments=attachments, to=to.key if to else None, template=template, tag=tag,
             to_address=to_address if to and to_address and to_address != to.address else None,
+            composed=composed, intent=intent, html=html,
         )
         key = idempotency_key or ""
         result = await self.scripts.run(
@@ -262,6 +287,33 @@ class Threads:
         if result[0] == -2:
             raise NotFound(f"no conversation {cid!r}")
         return _change(cid, result)
+
+    async def update_customer(self, cid: str, actor: Actor, **details: str | None) -> Change:
+        """Set the customer's name, locale or tier (None or "" clears); logged as one entry with
+        what changed, or nothing at all when nothing differs."""
+        names = {"name": "name", "locale": "loc", "tier": "tier"}
+        args: list[str | int] = [utcnow_ms(), actor.kind, actor.name or ""]
+        for name, value in details.items():
+            args += [names[name], value or ""]
+        result = await self.scripts.run("customer_update", [self.keys.thread(cid), self.keys.activity(cid)], args)
+        if result[0] == -2:
+            raise NotFound(f"no customer {cid!r}")
+        return _change(cid, result)
+
+    async def reply_context(self, cid: str, *, claim: bool = True) -> ReplyContext:
+        """What a reply is rendered with; claims the episode's first reply (see ReplyContext),
+        unless `claim` is false (a preview: it only tells)."""
+        raw = await self.scripts.run("reply_context", [self.keys.thread(cid)], ["1" if claim else "0"])
+        if not raw:
+            raise NotFound(f"no conversation {cid!r}")
+        name, locale, tier, hint, queue, episode, claimed = (_s(v) for v in raw)
+        return ReplyContext(name=name or None, locale=locale or None, tier=tier or "standard",
+                            channel_locale=hint or None, queue=queue or None, episode=int(episode or 0),
+                            first_reply=claimed == "1")
+
+    async def release_first_reply(self, cid: str, episode: int) -> None:
+        """A reply that claimed the episode's first reply was refused: the next one greets."""
+        await self.scripts.run("reply_context_release", [self.keys.thread(cid)], [episode])
 
     async def list_identity(self, cid: str, identity: Identity, via: str) -> Change:
         """Show an identity on its customer (its identity key is already theirs)."""
@@ -349,7 +401,8 @@ class Threads:
     async def state(self, cid: str) -> ThreadState:
         h = await self.redis.hmget(
             self.keys.thread(cid),
-            ["status", "queue", "assignee", "priority", "lm", "ver", "ep", "ep_open", "created", "name", "ids"])
+            ["status", "queue", "assignee", "priority", "lm", "ver", "ep", "ep_open", "created", "name", "ids", "loc",
+             "tier"])
         if h[0] is None:
             raise NotFound(f"no conversation {cid!r}")
         return _state(cid, [1, -1, *h])
@@ -424,4 +477,5 @@ class Threads:
         return out
 
 
-__all__ = ["IDEMPOTENCY_TTL", "Change", "Route", "ThreadState", "Threads", "append_call", "conversation_from"]
+__all__ = ["IDEMPOTENCY_TTL", "Change", "ReplyContext", "Route", "ThreadState", "Threads", "append_call",
+           "conversation_from"]

@@ -42,6 +42,9 @@ class StoredMessage(msgspec.Struct, array_like=True, omit_defaults=True):
     template: Template | None = None  # sent as an approved template (text: what it reads)
     tag: str | None = None  # the provider's tag it was sent with (Messenger's HUMAN_AGENT)
     to_address: str | None = None  # the recipient's address as its provider writes it, if otherwise
+    composed: str | None = None  # what the agent typed (None for an intent or a template)
+    intent: str | None = None  # the voice intent it was rendered from
+    html: str | None = None  # the HTML part (email)
 
 
 class Overlay(msgspec.Struct, frozen=True):
@@ -105,6 +108,9 @@ def to_message(cid: str, seq: int, m: StoredMessage, overlay: bytes | str | None
         last_error=last_error,
         next_attempt_at=next_at,
         template=m.template,
+        composed=m.composed,
+        intent=m.intent,
+        html=m.html,
     )
 
 

@@ -7,7 +7,7 @@ proved at load (`templates.py`), and `lint.py` says what an agent may want to ch
 
 from conversation.voice.config import VoiceConfig, VoiceError, load_voice, parse_voice
 from conversation.voice.lint import LintWarning
-from conversation.voice.render import Context, MissingVariable, Rendered, UnknownIntent, Voice
+from conversation.voice.render import Context, MissingVariable, Rendered, RenderFailed, UnknownIntent, Voice
 
-__all__ = ["Context", "LintWarning", "MissingVariable", "Rendered", "UnknownIntent", "Voice", "VoiceConfig",
-           "VoiceError", "load_voice", "parse_voice"]
+__all__ = ["Context", "LintWarning", "MissingVariable", "RenderFailed", "Rendered", "UnknownIntent", "Voice",
+           "VoiceConfig", "VoiceError", "load_voice", "parse_voice"]

@@ -41,6 +41,11 @@ class MissingVariable(ValueError):
     """An intent needs a variable the request did not give."""
 
 
+class RenderFailed(ValueError):
+    """An intent's template failed on the values the request gave (a number where it does sums
+    on text, say): said to the agent, never sent half-rendered."""
+
+
 @dataclass(frozen=True)
 class Context:
     """What is known when a message is composed."""
@@ -165,6 +170,9 @@ class Voice:
                     return self.templates.render(key, values)
                 except jinja2.UndefinedError as exc:
                     raise MissingVariable(f"intent {name!r} needs a variable the request did not give: {exc}") from None
+                except Exception as exc:  # the sandbox, a filter on the wrong type...
+                    raise RenderFailed(f"{key} failed on these variables: "
+                                       f"{type(exc).__name__}: {exc}") from None
         raise UnknownIntent(name, self.intents())  # pragma: no cover - parse_voice requires a default text
 
     def _uses_name(self, key: Key) -> bool:
@@ -196,4 +204,4 @@ def _format(markdown: str, fmt: TextFormat) -> str:
     return markdown_to_plain(markdown)  # PLAIN, and HTML's plain-text alternative
 
 
-__all__ = ["GSM_SAFE", "Context", "MissingVariable", "Rendered", "UnknownIntent", "Voice"]
+__all__ = ["GSM_SAFE", "Context", "MissingVariable", "RenderFailed", "Rendered", "UnknownIntent", "Voice"]

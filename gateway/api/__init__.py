@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.api import activity, attachments, customers, deadletters, inbox, openapi
+from gateway.api import activity, attachments, customers, deadletters, inbox, openapi, voice
 from gateway.api.errors import error_middleware
 from gateway.api.http import principal
 from gateway.appkeys import CONFIG, STORE
@@ -30,7 +30,8 @@ def setup(app: web.Application) -> None:
             limit=lambda request: request.config_dict[CONFIG].gateway.api_rate_limit_per_minute,
         ),
     ])
-    for table in (inbox.routes, activity.routes, customers.routes, deadletters.routes, attachments.routes):
+    for table in (inbox.routes, activity.routes, customers.routes, deadletters.routes, attachments.routes,
+                  voice.routes):
         api.router.add_routes(table)
     app.add_subapp("/v1", api)
     app.router.add_get("/openapi.json", openapi.serve)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import re
 
 from aiohttp import web
+from msgspec import UnsetType
 
+from conversation.activity import agent
 from conversation.model import Identity
 from conversation.phones import phone_address
-from gateway.api.errors import invalid_parameter
-from gateway.api.http import allow_query, json_response
-from gateway.api.schemas import CustomerList
-from gateway.appkeys import STORE
+from gateway.api.errors import invalid_body, invalid_parameter
+from gateway.api.http import allow_query, json_response, principal, read_json
+from gateway.api.schemas import CustomerList, CustomerPatch
+from gateway.appkeys import CORE, STORE
+from gateway.auth import Role
 
 routes = web.RouteTableDef()
 
@@ -27,6 +30,21 @@ _ALIASES = {"whatsapp": "phone", "sms": "phone", "tel": "phone", "mailto": "emai
 async def get_customer(request: web.Request) -> web.Response:
     allow_query(request)
     return json_response(await request.config_dict[STORE].threads.get_customer(request.match_info["id"]))
+
+
+@routes.patch("/customers/{id}")
+async def patch_customer(request: web.Request) -> web.Response:
+    """Name and locale by any agent; the tier by a supervisor (403 otherwise)."""
+    allow_query(request)
+    body = await read_json(request, CustomerPatch)
+    details = {name: getattr(body, name) for name in ("name", "locale", "tier")
+               if not isinstance(getattr(body, name), UnsetType)}
+    if not details:
+        raise invalid_body("give name, locale or tier")
+    me = principal(request)
+    customer = await request.config_dict[CORE].threads.update_customer(
+        request.match_info["id"], by=agent(me.name), may_set_tier=me.can(Role.SUPERVISOR), **details)
+    return json_response(customer)
 
 
 @routes.get("/customers")

@@ -9,6 +9,8 @@ from aiohttp.typedefs import Handler
 from conversation.capabilities import TextTooLong, WindowClosed
 from conversation.errors import NoChannel, NotAllowed, NotFound, OptedOut, StillMalformed, StoreBusy, StoreUnavailable
 from conversation.service.replies import UnknownTemplate
+from conversation.service.voice import UnknownChannel
+from conversation.voice import MissingVariable, RenderFailed, UnknownIntent
 from gateway.auth import Forbidden, Unauthorized
 from gateway.errors import error_response
 
@@ -41,9 +43,24 @@ _DOMAIN: list[tuple[type[Exception], int, str]] = [
     (NoChannel, 422, "no_channel"),
     (TextTooLong, 422, "text_too_long"),
     (StillMalformed, 422, "still_malformed"),
+    (MissingVariable, 422, "missing_variable"),
+    (RenderFailed, 422, "render_failed"),
     (Forbidden, 403, "forbidden"),
     (NotAllowed, 403, "forbidden"),
 ]
+
+# Refusals that name what may be asked for instead, under `field`.
+_WITH_CHOICES: dict[type[Exception], tuple[int, str, str]] = {
+    WindowClosed: (409, "window_closed", "templates"),
+    UnknownTemplate: (422, "unknown_template", "templates"),
+    UnknownIntent: (422, "unknown_intent", "intents"),
+    UnknownChannel: (422, "unknown_channel", "channels"),
+}
+
+
+def _choices(exc: Exception) -> list[str]:
+    return list(getattr(exc, "templates", None) or getattr(exc, "known", None) or [])
+
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -74,13 +91,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if "Allow" in exc.headers:  # 405 must say what is allowed
             resp.headers["Allow"] = exc.headers["Allow"]
         return resp
-    except WindowClosed as exc:
-        # The reply may still go as one of these (WhatsApp's approved templates).
-        return web.json_response({"error": {"code": "window_closed", "message": str(exc),
-                                             "templates": exc.templates}}, status=409)
-    except UnknownTemplate as exc:
-        return web.json_response({"error": {"code": "unknown_template", "message": str(exc),
-                                             "templates": exc.templates}}, status=422)
+    except (WindowClosed, UnknownTemplate, UnknownIntent, UnknownChannel) as exc:
+        # What may be asked for instead (WhatsApp's approved templates, the voice's intents...).
+        status, code, field = _WITH_CHOICES[type(exc)]
+        return web.json_response({"error": {"code": code, "message": str(exc), field: _choices(exc)}},
+                                 status=status)
     except StoreBusy:
         # Redis is fine; this process has every connection of its pool in use (a burst).
         log.warning("api.store_busy", path=request.path)

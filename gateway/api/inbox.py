@@ -13,6 +13,7 @@ from conversation.model import Template, ThreadStatus
 from gateway.api.errors import invalid_body, invalid_parameter
 from gateway.api.http import (
     MAX_IDEMPOTENCY_KEY,
+    accept_language,
     allow_query,
     json_response,
     principal,
@@ -20,7 +21,14 @@ from gateway.api.http import (
     query_limit,
     read_json,
 )
-from gateway.api.schemas import AssignRequest, ConversationPage, MessagePage, ReplyRequest, StatusRequest
+from gateway.api.schemas import (
+    AssignRequest,
+    ConversationPage,
+    MessagePage,
+    ReplyAccepted,
+    ReplyRequest,
+    StatusRequest,
+)
 from gateway.appkeys import CORE, STORE
 from gateway.auth import Role
 
@@ -87,23 +95,30 @@ async def post_message(request: web.Request) -> web.Response:
         raise invalid_parameter(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
     text = None if isinstance(body.text, UnsetType) else body.text
     requested = None if isinstance(body.template, UnsetType) else body.template
-    if (text is None) == (requested is None):
-        raise invalid_body("give either text or template")
-    if requested is not None and body.private:
-        raise invalid_body("a note is text, not a template")
+    intent = None if isinstance(body.intent, UnsetType) else body.intent
+    if sum(x is not None for x in (text, requested, intent)) != 1:
+        raise invalid_body("give one of text, template or intent")
+    if body.private and text is None:
+        raise invalid_body("a note is text, not a template or an intent")
+    if body.variables and intent is None:
+        raise invalid_body("variables go with an intent")
     template = None if requested is None else Template(requested.name, requested.language,
                                                        tuple(requested.parameters))
-    message = await request.config_dict[CORE].replies.compose(
+    reply = await request.config_dict[CORE].replies.compose(
         request.match_info["id"],
-        text=text or "",
+        text=text,
+        intent=intent,
+        variables=body.variables,
         instance=body.instance,
         private=body.private,
         author=principal(request).name,
         idempotency_key=key,
         attachments=body.attachments,
         template=template,
+        lang=accept_language(request),
     )
-    return json_response(message, status=202)
+    accepted = ReplyAccepted(**msgspec.structs.asdict(reply.message), warnings=list(reply.warnings))
+    return json_response(accepted, status=202)
 
 
 @routes.post("/conversations/{id}/assign")

@@ -20,23 +20,30 @@ from connectors.base import Connector
 from conversation.activity import ActivityPage
 from conversation.model import Conversation, Customer, Message
 from gateway.api.http import MAX_IDEMPOTENCY_KEY, json_response
-from gateway.api.oas import CURSOR, ID, JSON, LIMIT, error, json_body, op, param, ref
+from gateway.api.oas import ACCEPT_LANGUAGE, CURSOR, ID, JSON, LIMIT, error, json_body, op, param, ref
 from gateway.api.schemas import (
     AssignRequest,
     ConversationPage,
     CustomerList,
+    CustomerPatch,
     DeadLetterPage,
     Error,
     MessagePage,
+    PreviewPage,
+    PreviewRequest,
+    ReplyAccepted,
     ReplyRequest,
     StatusRequest,
+    VoiceReloaded,
+    VoiceTemplateList,
 )
 from gateway.api.surface import Instance, surface_paths
 from gateway.appkeys import CONNECTORS
 
 _COMPONENTS: tuple[type[msgspec.Struct], ...] = (
     Conversation, Customer, Message, ConversationPage, MessagePage, CustomerList, DeadLetterPage,
-    ReplyRequest, AssignRequest, StatusRequest, Error, ActivityPage,
+    ReplyRequest, AssignRequest, StatusRequest, Error, ActivityPage, ReplyAccepted, CustomerPatch, PreviewRequest,
+    PreviewPage, VoiceTemplateList, VoiceReloaded,
 )
 
 
@@ -71,8 +78,11 @@ def api_paths() -> JSON:
             ),
             "post": op(
                 "postMessage", "Reply or add a note",
-                ("202", json_body(ref(Message), "The queued reply, or the stored note.")),
-                params=[ID, param("Idempotency-Key", "header",
+                ("202", json_body(ref(ReplyAccepted), "The queued reply (as the voice rendered it for the channel: "
+                                                      "`text` is what the customer receives, `composed` what was "
+                                                      "typed), or the stored note; `warnings` are the tone lint's, "
+                                                      "in the caller's Accept-Language.")),
+                params=[ID, ACCEPT_LANGUAGE, param("Idempotency-Key", "header",
                                     {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
                                     "Repeating a request with the same key returns the first message "
                                     "and sends nothing new (kept 24 h).")],
@@ -82,8 +92,11 @@ def api_paths() -> JSON:
                                      "reply window has closed (code window_closed; `error.templates` names the "
                                      "approved templates that may still be sent)."),
                         "422": error("No channel to send on (no_channel), the text does not fit the "
-                                     "channel (text_too_long), or the template is not configured on the "
-                                     "instance (unknown_template; `error.templates` names those that are).")},
+                                     "channel (text_too_long), the template is not configured on the "
+                                     "instance (unknown_template; `error.templates` names those that are), the "
+                                     "voice has no such intent (unknown_intent; `error.intents` names those it "
+                                     "has), or the intent needs a variable the request did not give "
+                                     "(missing_variable) or failed on one it gave (render_failed).")},
                 tag="conversations",
             ),
         },
@@ -116,11 +129,48 @@ def api_paths() -> JSON:
                            "phones are matched in E.164 and emails case-insensitively.", required=True)],
             errors={"400": error("The identity is missing or malformed.")}, tag="customers",
         )},
-        "/v1/customers/{id}": {"get": op(
-            "getCustomer", "Get a customer",
-            ("200", json_body(ref(Customer), "The customer with its identities.")),
-            params=[param("id", "path", {"type": "string"}, "Customer id.")],
-            errors={"404": error("No such customer.")}, tag="customers",
+        "/v1/customers/{id}": {
+            "get": op(
+                "getCustomer", "Get a customer",
+                ("200", json_body(ref(Customer), "The customer with its identities.")),
+                params=[param("id", "path", {"type": "string"}, "Customer id.")],
+                errors={"404": error("No such customer.")}, tag="customers",
+            ),
+            "patch": op(
+                "updateCustomer", "Set a customer's name, locale or tier",
+                ("200", json_body(ref(Customer), "The customer after the change (logged on the conversation's "
+                                                 "activity as customer_updated).")),
+                params=[param("id", "path", {"type": "string"}, "Customer id.")], body=CustomerPatch,
+                errors={"403": error("Setting the tier needs a supervisor."), "404": error("No such customer.")},
+                tag="customers",
+            ),
+        },
+        "/v1/voice/preview": {"post": op(
+            "previewVoice", "Preview a message on each channel",
+            ("200", json_body(ref(PreviewPage), "What the customer would read on each channel asked for, with "
+                                                "the SMS segment count and the tone lint's warnings. Nothing is "
+                                                "stored or sent.")),
+            params=[ACCEPT_LANGUAGE], body=PreviewRequest,
+            errors={"404": error("No such conversation."),
+                    "422": error("No such channel (unknown_channel) or intent (unknown_intent), or a variable "
+                                 "is missing (missing_variable).")},
+            tag="voice",
+        )},
+        "/v1/voice/templates": {"get": op(
+            "listVoiceTemplates", "List the voice's intents",
+            ("200", json_body(ref(VoiceTemplateList), "Every intent with its locales, the channels with a text "
+                                                      "of their own, and the template it goes as outside a "
+                                                      "reply window.")),
+            tag="voice",
+        )},
+        "/v1/voice/reload": {"post": op(
+            "reloadVoice", "Reload the voice file",
+            ("200", json_body(ref(VoiceReloaded), "The new voice is in use, in every process of `serve`.")),
+            errors={**admin, "409": error("No voice file is configured: the neutral voice is in use "
+                                          "(no_voice_file)."),
+                    "422": error("The file is not usable (invalid_voice): the running voice stays; "
+                                 "the message says where and why.")},
+            tag="voice",
         )},
         "/v1/attachments/{id}": {"get": op(
             "getAttachment", "Download a kept file",
@@ -171,12 +221,20 @@ def instances_of(connectors: Mapping[str, Connector[Any]]) -> tuple[Instance, ..
 def document(instances: tuple[Instance, ...] = ()) -> JSON:
     """The document for a gateway serving these connector instances (none: the API alone)."""
     _, schemas = msgspec.json.schema_components(_COMPONENTS, ref_template="#/components/schemas/{name}")
-    # A reply is text (a note, maybe) or a template, never both: what msgspec cannot say alone.
+    # A reply is text (a note, maybe), a template or an intent (with its variables), one of them:
+    # what msgspec cannot say alone.
+    private: JSON = {"required": ["private"], "properties": {"private": {"const": True}}}
     schemas["ReplyRequest"]["oneOf"] = [
-        {"required": ["text"], "not": {"required": ["template"]}},
-        {"required": ["template"], "not": {"anyOf": [{"required": ["text"]},
-                                                      {"required": ["private"],
-                                                       "properties": {"private": {"const": True}}}]}},
+        {"required": ["text"], "not": {"anyOf": [{"required": ["template"]}, {"required": ["intent"]},
+                                                  {"required": ["variables"]}]}},
+        {"required": ["template"], "not": {"anyOf": [{"required": ["text"]}, {"required": ["intent"]},
+                                                      {"required": ["variables"]}, private]}},
+        {"required": ["intent"], "not": {"anyOf": [{"required": ["text"]}, {"required": ["template"]}, private]}},
+    ]
+    schemas["CustomerPatch"]["minProperties"] = 1
+    schemas["PreviewRequest"]["oneOf"] = [
+        {"required": ["text"], "not": {"anyOf": [{"required": ["intent"]}, {"required": ["variables"]}]}},
+        {"required": ["intent"], "not": {"required": ["text"]}},
     ]
     return {
         "openapi": "3.1.0",

@@ -12,7 +12,9 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from conversation.model import Attachment, Conversation, Customer, Message, ThreadStatus
+from conversation.model import Attachment, Conversation, Customer, Message, ThreadStatus, Tier
+from conversation.service.voice import IntentSummary, PreviewItem
+from conversation.voice import LintWarning
 
 MAX_TEXT = 10_000
 MAX_NAME = 200
@@ -22,6 +24,11 @@ MAX_NAME = 200
 _VISIBLE = r"[^\s\x1c-\x1f\x85\ufeff]"
 ReplyText = Annotated[str, Meta(min_length=1, max_length=MAX_TEXT, pattern=_VISIBLE)]
 Assignee = Annotated[str, Meta(min_length=1, max_length=MAX_NAME, pattern=_VISIBLE)]
+IntentName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+Locale = Annotated[str, Meta(min_length=2, max_length=16, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$")]
+VariableValue = Annotated[str, Meta(max_length=1024)] | int | float | bool
+Variables = Annotated[dict[Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")],
+                           VariableValue], Meta(max_length=50)]
 
 
 class ErrorDetail(msgspec.Struct):
@@ -87,6 +94,15 @@ class ReplyRequest(msgspec.Struct, forbid_unknown_fields=True):
         TemplateRequest | UnsetType,
         Meta(description="One of the instance's approved templates (WhatsApp), sent whatever the reply window."),
     ] = UNSET
+    intent: Annotated[
+        IntentName | UnsetType,
+        Meta(description="A named message of the brand voice (GET /v1/voice/templates), rendered for the channel "
+                         "and the customer's locale; outside a reply window it goes as the approved template "
+                         "the voice maps it to."),
+    ] = UNSET
+    variables: Annotated[
+        Variables, Meta(description="Values the intent's text uses as `{{ variables.<name> }}`.")
+    ] = msgspec.field(default_factory=dict)
     instance: Annotated[
         str | None, Meta(description="Connector instance to send through; default: where the customer last wrote.")
     ] = None
@@ -95,6 +111,56 @@ class ReplyRequest(msgspec.Struct, forbid_unknown_fields=True):
         list[Attachment],
         Meta(max_length=10, description="Files by URL; those the channel cannot carry are sent as links."),
     ] = msgspec.field(default_factory=list)
+
+
+class ReplyAccepted(Message):
+    """The queued reply (its first part when it was split), with the tone lint's warnings."""
+
+    warnings: list[LintWarning] = msgspec.field(default_factory=list)
+
+
+class CustomerPatch(msgspec.Struct, forbid_unknown_fields=True):
+    name: Annotated[
+        Annotated[str, Meta(max_length=MAX_NAME, pattern=_VISIBLE)] | UnsetType | None,
+        Meta(description="How the customer is named, in greetings too; null clears it."),
+    ] = UNSET
+    locale: Annotated[
+        Locale | UnsetType | None,
+        Meta(description="The language they are answered in (es, en...); null: what their channel tells."),
+    ] = UNSET
+    tier: Annotated[Tier | UnsetType, Meta(description="standard, vip or key_account; needs a supervisor.")] = UNSET
+
+
+class PreviewRequest(msgspec.Struct, forbid_unknown_fields=True):
+    conversation_id: Annotated[
+        Annotated[str, Meta(min_length=1, max_length=64)] | None,
+        Meta(description="Render for this conversation's customer."),
+    ] = None
+    channels: Annotated[
+        list[Annotated[str, Meta(min_length=1, max_length=64)]],
+        Meta(max_length=20, description="Media (sms, email...) or instance names; default: those the customer is "
+                                        "reachable on, or every configured one."),
+    ] = msgspec.field(default_factory=list)
+    text: Annotated[ReplyText | UnsetType, Meta(description="An agent's text; or give `intent`.")] = UNSET
+    intent: IntentName | UnsetType = UNSET
+    variables: Variables = msgspec.field(default_factory=dict)
+    locale: Annotated[Locale | None, Meta(description="Render in this locale, whatever the customer's.")] = None
+
+
+class PreviewPage(msgspec.Struct):
+    items: list[PreviewItem]
+
+
+class VoiceTemplateList(msgspec.Struct):
+    items: list[IntentSummary]
+    default_locale: str
+    locales: list[str]
+
+
+class VoiceReloaded(msgspec.Struct):
+    reloaded: bool
+    intents: int
+    file: str | None
 
 
 class AssignRequest(msgspec.Struct, forbid_unknown_fields=True):

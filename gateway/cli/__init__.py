@@ -124,6 +124,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         config, errors = check_config(args.config, registry)
     except ConfigError as exc:
         fail_config(path, exc.errors)
+    if config is not None:
+        from gateway.voice import voice_problems  # proved by rendering every template
+
+        errors += voice_problems(config)
     if errors or config is None:
         fail_config(path, errors)
     for problem in registry.problems:
@@ -136,6 +140,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"  redis       {describe_redis(config)}")
     print(f"  connectors  {instances or 'none configured'}")
     print(f"  routing     default queue '{config.routing.default_queue}', {len(config.routing.rules)} rule(s)")
+    print(f"  voice       {g.voice_file or 'neutral (no voice file: replies go as typed)'}")
     return EXIT_OK
 
 

@@ -50,7 +50,6 @@ from connectors.base import (
     retry_after_seconds,
 )
 from connectors.chat.slack.events import parse_event_callback
-from connectors.chat.slack.mrkdwn import markdown_to_mrkdwn
 from connectors.chat.slack.socket import run_socket_mode
 from conversation.model import Identity, Profile
 
@@ -208,7 +207,7 @@ class SlackConnector(Connector[SlackSettings]):
         if outbound.to.kind != "slack":
             raise PermanentSendError(f"Slack writes to Slack users, not {outbound.to.kind} identities")
         channel, thread_ts = reply_target(outbound.reply_to_provider_id, outbound.to)
-        params: dict[str, Any] = {"channel": channel, "text": markdown_to_mrkdwn(outbound.text)}
+        params: dict[str, Any] = {"channel": channel, "text": outbound.text}  # mrkdwn: the core rendered it
         if thread_ts:
             params["thread_ts"] = thread_ts
         try:
