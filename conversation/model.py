@@ -178,6 +178,8 @@ class Profile(msgspec.Struct, frozen=True, omit_defaults=True):
     name: str | None = None
     email: str | None = None
     email_verified: bool = False
+    # The person's language as the provider knows it (Slack's locale, "es-ES").
+    locale: str | None = None
 
 
 class InboundMessage(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -35,6 +35,7 @@ def inbound(update_id: int, text: str, **fields: Any) -> InboundMessage:
         "sender": Identity("telegram", str(USER)), "text": text, "sender_name": "Lucía Gómez (@lugo)",
         "received_at_ms": RECEIVED_AT_MS, "sent_at_ms": DATE * 1000,
         "extra": {"chat_id": str(USER), "update_id": str(update_id), "username": "lugo"},
+        "locale": "es",  # the user's Telegram app language: replies use it
     }
     values.update(fields)
     return InboundMessage(**values)

@@ -120,7 +120,7 @@ async def test_an_sms_reply_has_no_greeting_ends_with_the_brand_tag_and_stays_gs
 async def test_a_slack_reply_is_in_mrkdwn(gateway: GatewayUnderTest, slack: FakeSlack) -> None:
     token = await gateway.token("agent", name="Marta")
     user = "U" + uuid.uuid4().hex[:10].upper()
-    slack.add_user(user, name="Lucía Gómez")
+    slack.add_user(user, name="Lucía Gómez", locale="es-ES")
     status, _ = await post_event(gateway, event_payload(dm(user, "hola")), secret=SLACK_SECRET)
     assert status == 200
     cid = await wait_customer(gateway, token, f"slack:{DEFAULT_TEAM}:{user}")

@@ -176,6 +176,8 @@ class TelegramConnector(Connector[TelegramSettings]):
             sender=Identity("telegram", str(sender["id"])), text=text, attachments=attachments,
             sender_name=_name(sender), received_at_ms=request.received_at_ms, sent_at_ms=sent_ms,
             extra=extra, edit=edit,
+            # The language of the user's Telegram app (IETF tag): replies use it unless they set one.
+            locale=str(sender["language_code"]) if isinstance(sender.get("language_code"), str) else None,
         ),))
 
     # --- outbound ------------------------------------------------------------------------------

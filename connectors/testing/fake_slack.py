@@ -164,14 +164,16 @@ class FakeSlack:
 
 
     def add_user(self, user_id: str, *, name: str, email: str | None = None, confirmed: bool = True,
-                 team_id: str | None = None) -> None:
-        """A user users.info knows; the email shows only as with the users:read.email scope."""
+                 team_id: str | None = None, locale: str = "en-US") -> None:
+        """A user users.info knows; the email shows only as with the users:read.email scope, the
+        locale only when asked for (include_locale), as Slack does."""
         profile: dict[str, Any] = {"real_name": name, "display_name": name}
         if email is not None:
             profile["email"] = email
         self.users[user_id] = {
             "id": user_id, "team_id": team_id or self.team_id, "name": name.lower().replace(" ", "."),
             "real_name": name, "is_bot": False, "is_email_confirmed": confirmed, "profile": profile,
+            "_locale": locale,
         }
 
     def fail_next(self, status: int, *, retry_after: float | None = None, times: int = 1,
@@ -316,7 +318,10 @@ class FakeSlack:
         user = self.users.get(str(params.get("user", "")))
         if user is None:
             return _answer({"ok": False, "error": "user_not_found"})
-        return _answer({"ok": True, "user": user})
+        shown = {k: v for k, v in user.items() if k != "_locale"}
+        if str(params.get("include_locale", "")).lower() in ("1", "true"):
+            shown["locale"] = user["_locale"]
+        return _answer({"ok": True, "user": shown})
 
     async def _post_message(self, params: dict[str, Any]) -> web.Response:
         channel = str(params.get("channel") or "")

@@ -91,9 +91,11 @@ class FakeTelegram(LocalServer):
     def update(self, user_id: int, text: str | None = None, *, chat_type: str = "private", chat_id: int | None = None,
                edited: bool = False, message_id: int | None = None, first_name: str = "Ana",
                last_name: str | None = None, username: str | None = None, update_id: int | None = None,
-               **content: Any) -> dict[str, Any]:
+               language_code: str | None = "es", **content: Any) -> dict[str, Any]:
         """A private-chat `message` (or `edited_message`) update from `user_id`."""
-        sender: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": first_name, "language_code": "es"}
+        sender: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": first_name}
+        if language_code:
+            sender["language_code"] = language_code
         if last_name:
             sender["last_name"] = last_name
         if username:

@@ -149,6 +149,8 @@ class Inbound:
             profile = profiles.get(msg.sender)
             if profile is not None and profile.name and not msg.sender_name:
                 msg = msgspec.structs.replace(msg, sender_name=profile.name)
+            if profile is not None and profile.locale and not msg.locale:
+                msg = msgspec.structs.replace(msg, locale=profile.locale)
             out.append((entry_id, msg))
         return out
 

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
+from conversation.voice.locales import preferred_language
 from gateway.api.errors import ApiError, invalid_parameter
 from gateway.appkeys import CONFIG
 from gateway.auth import PRINCIPAL, Principal
@@ -58,21 +59,7 @@ async def read_json(request: web.Request, kind: type[T]) -> T:
 
 def accept_language(request: web.Request) -> str | None:
     """The caller's preferred language (Accept-Language, by q), or None when it names none."""
-    best: tuple[float, int, str] | None = None
-    for n, item in enumerate(request.headers.get("Accept-Language", "").split(",")):
-        tag, _, params = item.strip().partition(";")
-        tag = tag.strip()
-        if not tag or tag == "*":
-            continue
-        q = 1.0
-        if params.strip().startswith("q="):
-            try:
-                q = float(params.strip()[2:])
-            except ValueError:
-                continue
-        if q > 0 and (best is None or (q, -n) > (best[0], best[1])):
-            best = (q, -n, tag)
-    return best[2] if best else None
+    return preferred_language(request.headers.get("Accept-Language"))
 
 
 def query_limit(request: web.Request) -> int:

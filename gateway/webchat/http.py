@@ -199,7 +199,8 @@ async def accept(request: web.Request, connector: VisitorChat, visitor: Visitor,
         log.info("webchat.rate_limited", instance=connector.instance, visitor=masked(visitor.id))
         raise FrameError("rate_limited", f"too many messages; wait {max(1, round(wait))} s before sending more",
                          status=429, client_id=frame.client_id, retry_after=max(1, round(wait)))
-    message = inbound_message(connector.instance, visitor, frame, int(time.time() * 1000))
+    message = inbound_message(connector.instance, visitor, frame, int(time.time() * 1000),
+                              request.headers.get("Accept-Language"))
     try:
         ids = await rt.store.ingest.record([message])
     except StoreError:

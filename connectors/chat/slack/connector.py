@@ -228,7 +228,7 @@ class SlackConnector(Connector[SlackSettings]):
         if identity.kind != "slack":
             return None
         _, _, user_id = identity.address.partition(":")
-        response = await self.web_client().users_info(user=user_id)
+        response = await self.web_client().users_info(user=user_id, include_locale=True)
         user = response.get("user")
         if not isinstance(user, dict):
             return None
@@ -242,6 +242,7 @@ class SlackConnector(Connector[SlackSettings]):
             email=email,
             # Slack confirms the address a person signs up with; unconfirmed ones never link.
             email_verified=bool(email) and self.settings.link_by_email and user.get("is_email_confirmed") is True,
+            locale=str(user["locale"]) if isinstance(user.get("locale"), str) and user["locale"] else None,
         )
 
     async def fetch_file(self, url: str) -> ProviderFile | None:

@@ -178,7 +178,8 @@ class WebchatConnector(Connector[WebchatSettings]):
             return ParseResult(response=_error_response(401, "invalid_token", str(exc)))
         except FrameError as exc:
             return ParseResult(response=_error_response(exc.status, exc.code, exc.message))
-        message = inbound_message(self.instance, visitor, frame, request.received_at_ms)
+        message = inbound_message(self.instance, visitor, frame, request.received_at_ms,
+                                  request.header("Accept-Language"))
         body = json.dumps({"client_id": frame.client_id}, separators=(",", ":")).encode()
         return ParseResult(messages=[message], response=WebhookResponse(202, body, "application/json"))
 

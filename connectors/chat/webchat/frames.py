@@ -19,6 +19,7 @@ import msgspec
 
 from connectors.chat.webchat.tokens import Visitor
 from conversation.model import DeliveryStatus, Direction, Identity, InboundMessage, Message
+from conversation.voice.locales import preferred_language
 
 CHANNEL = "webchat"
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -83,7 +84,9 @@ def provider_message_id(visitor_id: str, client_id: str) -> str:
     return f"{visitor_id}/{client_id}"
 
 
-def inbound_message(instance: str, visitor: Visitor, frame: ClientFrame, received_at_ms: int) -> InboundMessage:
+def inbound_message(instance: str, visitor: Visitor, frame: ClientFrame, received_at_ms: int,
+                    accept_language: str | None = None) -> InboundMessage:
+    """`accept_language`: the browser's Accept-Language, the visitor's language for replies."""
     return InboundMessage(
         instance=instance,
         channel=CHANNEL,
@@ -92,6 +95,7 @@ def inbound_message(instance: str, visitor: Visitor, frame: ClientFrame, receive
         text=frame.text,
         sender_name=visitor.name,
         received_at_ms=received_at_ms,
+        locale=preferred_language(accept_language),
     )
 
 
