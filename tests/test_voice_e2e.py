@@ -4,6 +4,7 @@ reads it, and the thread shows that text beside what the agent typed."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from email.message import EmailMessage
@@ -19,7 +20,7 @@ from test_pipeline import ACCOUNT_SID, AUTH_TOKEN, BUSINESS, new_number, text_in
 
 from connectors.testing.fake_graph import FakeGraph, whatsapp_message, whatsapp_payload
 from connectors.testing.fake_slack import DEFAULT_BOT_TOKEN, DEFAULT_TEAM, FakeSlack, event_payload
-from connectors.testing.fake_twilio import FakeTwilio
+from connectors.testing.fake_twilio import FakeTwilio, inbound_message_params
 from conversation.model import Identity
 from conversation.segments import count_segments, encoding
 from gateway.testing import GatewayUnderTest, eventually
@@ -203,3 +204,30 @@ async def test_an_intent_with_variables_and_the_customer_s_locale(gateway: Gatew
         return len(twilio.messages) == 1 and len(await messages(gateway, agent, cid)) == 2
 
     assert await eventually(only_one_sent, what="the refused intents to send nothing")
+
+
+async def test_through_twilio_whatsapp_an_intent_goes_as_its_template_with_the_parameters_in_order(
+    redis_url: str, key_prefix: str, twilio: FakeTwilio, redis_client: Any, tmp_path: Path
+) -> None:
+    voice = tmp_path / "voice.toml"
+    voice.write_text(SAMPLE.read_text() + '\n[intents.waiting_on_customer.whatsapp_template]\n'
+                     'name = "seguimiento"\nparameters = ["customer.first_name", "variables.order"]\n')
+    content_sid = "HX" + "b" * 32
+    async with GatewayUnderTest(redis_url, prefix=key_prefix, partitions=2, voice_file=str(voice), connectors={
+        "wa": {"kind": "twilio", "account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN, "from_number": BUSINESS,
+               "api_base_url": twilio.base_url,
+               "templates": [{"name": "seguimiento", "language": "es", "content_sid": content_sid,
+                              "body": "Hola {{1}}, ¿seguimos con el pedido {{2}}?"}]},
+    }) as gw:
+        token = await gw.token("agent", name="Marta")
+        number = "+3460" + str(uuid.uuid4().int)[:7]
+        params = inbound_message_params(f"whatsapp:{number}", f"whatsapp:{BUSINESS}", "hola",
+                                        account_sid=ACCOUNT_SID, extra={"ProfileName": "Lucía Gómez"})
+        assert (await twilio.post_webhook(gw.url("/webhooks/wa/messages"), params))[0] == 200
+        cid = await wait_customer(gw, token, f"phone:{number}")
+        await age_window(gw, redis_client, cid, "wa", "whatsapp", 30)
+        sent = await reply(gw, token, cid, {"intent": "waiting_on_customer", "variables": {"order": "A-17"}})
+        [out] = await twilio.wait_for_messages(1)
+        assert out["ContentSid"] == content_sid and "Body" not in out
+        assert json.loads(out["ContentVariables"]) == {"1": "Lucía", "2": "A-17"}
+        assert sent["text"] == "Hola Lucía, ¿seguimos con el pedido A-17?" and sent["intent"] == "waiting_on_customer"
