@@ -51,6 +51,8 @@ class ActivityType(enum.StrEnum):
     OUTSIDE_REPLY = "outside_reply"
     # Name, language or tier set through the API.
     CUSTOMER_UPDATED = "customer_updated"
+    # The routing rules ran again on an agent's request.
+    REROUTED = "rerouted"
 
 
 # Stored codes: append new types at the end, never renumber (entries already written keep theirs).

@@ -91,6 +91,9 @@ class Customer(msgspec.Struct):
     # channel tells, else the brand's default: conversation.voice).
     locale: str | None = None
     tier: Tier = "standard"
+    # The agent who manages this customer's account (a key account's TAM): routing rules with
+    # to_account_manager send their threads straight to them.
+    account_manager: str | None = None
 
 
 class Message(msgspec.Struct):
@@ -141,6 +144,7 @@ class Conversation(msgspec.Struct):
     priority: int
     last_message_at: UtcDatetime | None
     episode: int = 1
+    tags: list[str] = msgspec.field(default_factory=list)
     # Where free text may go now (GET /v1/conversations/{id}); null in listings, which do not
     # compute them.
     reply_windows: list[ReplyWindow] | None = None

@@ -13,7 +13,8 @@
 --       17 the routing rule's name, 18 auto-reply ("1"/"0"), 19 when the customer sent it (ms, the
 --       reply window's start), 20 the sender's address as the provider wrote it ("" as canonical),
 --       21 an echo of ours ("1"/"0"), 22 the provider's message id, 23 the sender's language as
---       the channel tells it ("" unknown)
+--       the channel tells it ("" unknown), 24 the tags the route adds (a JSON list, "" none),
+--       25 the agent the route assigns the new episode to (a key account's manager, "" none)
 -- Replays are recognised by the per-partition watermark: entries of one partition arrive in
 -- stream order, so an entry at or below the watermark was applied before a crash.
 -- Returns thread_state(applied, seq) (lua/_activity.lua).
@@ -118,7 +119,22 @@ if (not status or status == 'resolved') and A[13] == '1' then
   if previous then
     log(KEYS[3], 'unassigned', now, 'system', '', {agent = previous, reason = 'new_episode'})
   end
-  log(KEYS[3], 'routed', now, 'rule', A[17], {queue = A[10], priority = tonumber(A[11]), rule = A[17]})
+  local routed = {queue = A[10], priority = tonumber(A[11]), rule = A[17]}
+  if A[24] and A[24] ~= '' then
+    local tags = cjson.decode(redis.call('HGET', KEYS[1], 'tags') or '[]')
+    local have = {}
+    for _, t in ipairs(tags) do have[t] = true end
+    for _, t in ipairs(cjson.decode(A[24])) do
+      if not have[t] then table.insert(tags, t); have[t] = true end
+    end
+    redis.call('HSET', KEYS[1], 'tags', cjson.encode(tags))
+    routed.tags = cjson.decode(A[24])
+  end
+  log(KEYS[3], 'routed', now, 'rule', A[17], routed)
+  if A[25] and A[25] ~= '' then
+    redis.call('HSET', KEYS[1], 'assignee', A[25])
+    log(KEYS[3], 'assigned', now, 'rule', A[17], {agent = A[25], rule = A[17], reason = 'account_manager'})
+  end
 elseif not status then
   -- first contact that does not open a thread (e.g. an auto-reply): still routed, but resolved
   redis.call('HSET', KEYS[1], 'status', 'resolved', 'queue', A[10], 'priority', A[11])

@@ -52,7 +52,7 @@ class Core:
         self.deliveries = Deliveries(store, self.channels, self.replies, self.publisher, delivery)
         self.inbound = Inbound(store, routing or RoutingSettings(), self.identities, self.deliveries,
                                self.publisher, profiles=profiles)
-        self.threads = ThreadChanges(store, self.publisher)
+        self.threads = ThreadChanges(store, self.publisher, routing)
         self.dead_letters = DeadLetterReplays(store, self.publisher)
         self.voice = VoiceAdmin(store, self.channels, self.replies, voice_path)
 

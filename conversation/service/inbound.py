@@ -21,7 +21,7 @@ import structlog
 from conversation.channels import ProfileLookup
 from conversation.errors import StoreError
 from conversation.model import Identity, InboundMessage, Profile, StatusUpdate
-from conversation.routing import RoutingSettings
+from conversation.routing import Route, RoutingSettings
 from conversation.service.delivery import Deliveries
 from conversation.service.identity import IdentityPolicy
 from conversation.service.publisher import Publisher
@@ -96,9 +96,10 @@ class Inbound:
             targets: list[tuple[str, bool]] = []
             for _, msg in messages:
                 targets.append(await self.identities.by_reference(msg) if msg.references else (cids.pop(0), True))
+            routes = await self._routes(targets, messages)
             changes = await store.threads.append_inbound_batch([
-                (cid, msg, partition, entry_id, self.routing.route(msg), link)
-                for (cid, link), (entry_id, msg) in zip(targets, messages, strict=True)
+                (cid, msg, partition, entry_id, route, link)
+                for (cid, link), (entry_id, msg), route in zip(targets, messages, routes, strict=True)
             ])
             applied = [entry_id for (entry_id, _), c in zip(messages, changes, strict=True)
                        if c.state is not None and c.state.applied]
@@ -114,6 +115,22 @@ class Inbound:
             await self.deliveries.status_report(update)
         await store.ingest.done(partition, [e[0] for e in entries])
         return Applied(tuple(applied), dead)
+
+    async def _routes(self, targets: Sequence[tuple[str, bool]],
+                      messages: Sequence[tuple[str, InboundMessage]]) -> list[Route]:
+        """Each message's route (used when it opens an episode). Rules that look at the customer
+        (tier, language, tags, account manager) get their details, read in one round trip for the
+        batch; a batch routed by channel and text alone reads nothing."""
+        routing = self.routing
+        if not routing.needs_customer:
+            return [routing.route(msg) for _, msg in messages]
+        facts = await self.store.threads.routing_facts([cid for cid, _ in targets])
+        out = []
+        for (cid, _), (_, msg) in zip(targets, messages, strict=True):
+            known = facts[cid]
+            out.append(routing.route(msg, tier=known.tier, language=known.language or msg.locale, tags=known.tags,
+                                     account_manager=known.account_manager))
+        return out
 
     async def _without_own_echoes(self, messages: list[tuple[str, InboundMessage]]) -> list[tuple[str, InboundMessage]]:
         """Echoes of what we sent ourselves are in the thread already: only those sent from the

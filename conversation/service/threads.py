@@ -8,16 +8,34 @@ theirs here: transfers, re-routing, service-level warnings.
 from __future__ import annotations
 
 from conversation.activity import Actor, agent
-from conversation.errors import NotAllowed
+from conversation.errors import NoChannel, NotAllowed
 from conversation.model import Conversation, Customer, ThreadStatus
+from conversation.routing import RoutingFacts, RoutingSettings
 from conversation.service.publisher import Publisher
 from conversation.store import Store
 
 
 class ThreadChanges:
-    def __init__(self, store: Store, publisher: Publisher) -> None:
+    def __init__(self, store: Store, publisher: Publisher, routing: RoutingSettings | None = None) -> None:
         self.store = store
         self.publisher = publisher
+        self.routing = routing or RoutingSettings()
+
+    async def reroute(self, cid: str, *, by: Actor) -> Conversation:
+        """Run the routing rules again on the customer's latest message and what is known of
+        them now (a changed tier, new tags): the thread moves to the queue they pick."""
+        threads = self.store.threads
+        latest = await threads.latest_inbound(cid)
+        if latest is None:
+            await threads.get_conversation(cid)  # NotFound when there is no thread at all
+            raise NoChannel("the customer has written nothing the rules could read")
+        facts = (await threads.routing_facts([cid]))[cid]
+        route = self.routing.pick(RoutingFacts(channel=latest.channel, instance=latest.instance, text=latest.text,
+                                               tier=facts.tier, language=facts.language, tags=facts.tags,
+                                               account_manager=facts.account_manager))
+        change = await threads.reroute(cid, by, route)
+        await self.publisher.changed([change])
+        return await threads.get_conversation(cid)
 
     async def assign(self, cid: str, assignee: str | None, *, by: str, may_reassign: bool) -> Conversation:
         """Give the conversation to `assignee` (None: to nobody). Without `may_reassign` (an
@@ -39,8 +57,9 @@ class ThreadChanges:
         """Set the customer's name, locale or tier (None clears name and locale). Agents set
         name and locale; the tier, which routing and the voice read, needs a supervisor
         (`may_set_tier`)."""
-        if "tier" in details and not may_set_tier:
-            raise NotAllowed("the tier needs a supervisor")
+        for field in ("tier", "account_manager"):
+            if field in details and not may_set_tier:
+                raise NotAllowed(f"the {field.replace('_', ' ')} needs a supervisor")
         if details.get("tier") is None and "tier" in details:
             details["tier"] = "standard"
         if details.get("locale"):

@@ -42,7 +42,8 @@ IDEMPOTENCY_TTL = 86_400
 THREAD_REFERENCES = 10  # provider ids kept per thread and instance for References headers
 EDIT_SCAN = 500  # how far back in a thread an edited message is looked for
 _args_encoder = msgspec.msgpack.Encoder()
-_CONVERSATION_FIELDS = ["created", "ids", "name", "status", "queue", "assignee", "priority", "lm", "ep", "loc", "tier"]
+_CONVERSATION_FIELDS = ["created", "ids", "name", "status", "queue", "assignee", "priority", "lm", "ep", "loc", "tier",
+                        "tags", "am"]
 
 
 def _s(value: Any) -> str:
@@ -69,6 +70,8 @@ class ThreadState(msgspec.Struct, frozen=True):
     identities: str = "[]"  # as stored: a JSON list of [kind, address, opted_out]
     locale: str | None = None
     tier: str | None = None
+    tags: str = "[]"  # as stored: a JSON list
+    account_manager: str | None = None
 
     @property
     def message_id(self) -> str | None:
@@ -80,8 +83,23 @@ class ThreadState(msgspec.Struct, frozen=True):
             "created": str(self.created_ms), "ids": self.identities, "name": self.name or "",
             "status": self.status, "queue": self.queue, "assignee": self.assignee,
             "priority": str(self.priority), "lm": str(self.last_message_ms), "ep": str(self.episode),
-            "loc": self.locale or "", "tier": self.tier or "",
+            "loc": self.locale or "", "tier": self.tier or "", "tags": self.tags, "am": self.account_manager or "",
         })
+
+
+class InboundText(msgspec.Struct, frozen=True):
+    channel: str
+    instance: str
+    text: str
+
+
+class CustomerFacts(msgspec.Struct, frozen=True):
+    """What routing rules know of a customer: tier, language, the thread's tags, account manager."""
+
+    tier: str = "standard"
+    language: str | None = None
+    tags: tuple[str, ...] = ()
+    account_manager: str | None = None
 
 
 class ReplyContext(msgspec.Struct, frozen=True):
@@ -106,7 +124,7 @@ class Change(msgspec.Struct, frozen=True):
 
 
 # Where lua/_activity.lua's thread_state() puts what it returns.
-_LOGGED = 15
+_LOGGED = 17
 
 
 def _state(cid: str, r: Sequence[Any]) -> ThreadState:
@@ -127,6 +145,8 @@ def _state(cid: str, r: Sequence[Any]) -> ThreadState:
         identities=_s(r[12]) if len(r) > 12 and r[12] else "[]",
         locale=(_s(r[13]) or None) if len(r) > 13 and r[13] else None,
         tier=(_s(r[14]) or None) if len(r) > 14 and r[14] else None,
+        tags=_s(r[15]) if len(r) > 15 and r[15] else "[]",
+        account_manager=(_s(r[16]) or None) if len(r) > 16 and r[16] else None,
     )
 
 
@@ -138,7 +158,8 @@ def _customer(cid: str, h: dict[str, str]) -> Customer:
     ids = [Identity(k, a, bool(o)) for k, a, o in json.loads(h.get("ids") or "[]")]
     tier = h.get("tier") or "standard"
     return Customer(id=cid, name=h.get("name") or None, identities=ids, created_at=from_ms(int(h.get("created") or 0)),
-                    locale=h.get("loc") or None, tier=tier if tier in TIERS else "standard")
+                    locale=h.get("loc") or None, tier=tier if tier in TIERS else "standard",
+                    account_manager=h.get("am") or None)
 
 
 def conversation_from(cid: str, h: dict[str, str]) -> Conversation:
@@ -152,6 +173,7 @@ def conversation_from(cid: str, h: dict[str, str]) -> Conversation:
         priority=int(h.get("priority") or 0),
         last_message_at=from_ms(lm) if lm else None,
         episode=int(h.get("ep") or 1),
+        tags=list(json.loads(h.get("tags") or "[]")),
     )
 
 
@@ -195,6 +217,7 @@ def append_call(keys: Keys, cid: str, msg: InboundMessage, partition: int, entry
         route.rule, "1" if msg.auto_reply else "0",
         wrote_ms, msg.reply_address if msg.reply_address and msg.reply_address != msg.sender.address else "",
         "1" if msg.echo else "0", msg.provider_message_id, msg.locale or "",
+        json.dumps(list(route.tags)) if route.tags else "", route.agent or "",
     )), encoder.encode(stored)]
 
 
@@ -291,7 +314,7 @@ class Threads:
     async def update_customer(self, cid: str, actor: Actor, **details: str | None) -> Change:
         """Set the customer's name, locale or tier (None or "" clears); logged as one entry with
         what changed, or nothing at all when nothing differs."""
-        names = {"name": "name", "locale": "loc", "tier": "tier"}
+        names = {"name": "name", "locale": "loc", "tier": "tier", "account_manager": "am"}
         args: list[str | int] = [utcnow_ms(), actor.kind, actor.name or ""]
         for name, value in details.items():
             args += [names[name], value or ""]
@@ -314,6 +337,25 @@ class Threads:
     async def release_first_reply(self, cid: str, episode: int) -> None:
         """A reply that claimed the episode's first reply was refused: the next one greets."""
         await self.scripts.run("reply_context_release", [self.keys.thread(cid)], [episode])
+
+    async def reroute(self, cid: str, actor: Actor, route: Route) -> Change:
+        """Put the thread where the rules now send it, logged `rerouted` with the rule."""
+        result = await self.scripts.run("thread_reroute", [self.keys.thread(cid), self.keys.activity(cid)], [
+            utcnow_ms(), actor.kind, actor.name or "", route.queue, route.priority, route.rule,
+            json.dumps(list(route.tags))])
+        if result[0] == -2:
+            raise NotFound(f"no conversation {cid!r}")
+        return _change(cid, result)
+
+    async def latest_inbound(self, cid: str, scan: int = EDIT_SCAN) -> InboundText | None:
+        """The customer's latest message among the thread's last `scan` entries (what a re-route
+        reads), or None."""
+        _, blobs = await self.timeline.recent(cid, scan)
+        for blob in reversed(blobs):
+            stored = stored_decoder.decode(blob)
+            if stored.direction == Direction.INBOUND.value and not stored.deleted:
+                return InboundText(channel=stored.channel, instance=stored.instance or "", text=stored.text)
+        return None
 
     async def list_identity(self, cid: str, identity: Identity, via: str) -> Change:
         """Show an identity on its customer (its identity key is already theirs)."""
@@ -402,10 +444,25 @@ class Threads:
         h = await self.redis.hmget(
             self.keys.thread(cid),
             ["status", "queue", "assignee", "priority", "lm", "ver", "ep", "ep_open", "created", "name", "ids", "loc",
-             "tier"])
+             "tier", "tags", "am"])
         if h[0] is None:
             raise NotFound(f"no conversation {cid!r}")
         return _state(cid, [1, -1, *h])
+
+    async def routing_facts(self, cids: Sequence[str]) -> dict[str, CustomerFacts]:
+        """What routing rules may look at, for many customers in one round trip."""
+        unique = list(dict.fromkeys(cids))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for cid in unique:
+                pipe.hmget(self.keys.thread(cid), ["tier", "loc", "lh", "tags", "am"])
+            rows = await pipe.execute()
+        out: dict[str, CustomerFacts] = {}
+        for cid, (tier, loc, hint, tags, am) in zip(unique, rows, strict=True):
+            out[cid] = CustomerFacts(tier=_s(tier) if tier else "standard",
+                                     language=_s(loc) if loc else (_s(hint) if hint else None),
+                                     tags=tuple(json.loads(tags)) if tags else (),
+                                     account_manager=_s(am) if am else None)
+        return out
 
     async def last_inbound(self, cid: str) -> tuple[str, str, Identity] | None:
         """(channel, instance, sender identity) of the customer's latest inbound message."""
@@ -477,5 +534,5 @@ class Threads:
         return out
 
 
-__all__ = ["IDEMPOTENCY_TTL", "Change", "ReplyContext", "Route", "ThreadState", "Threads", "append_call",
-           "conversation_from"]
+__all__ = ["IDEMPOTENCY_TTL", "Change", "CustomerFacts", "ReplyContext", "Route", "ThreadState", "Threads",
+           "append_call", "conversation_from"]

@@ -37,10 +37,10 @@ async def patch_customer(request: web.Request) -> web.Response:
     """Name and locale by any agent; the tier by a supervisor (403 otherwise)."""
     allow_query(request)
     body = await read_json(request, CustomerPatch)
-    details = {name: getattr(body, name) for name in ("name", "locale", "tier")
+    details = {name: getattr(body, name) for name in ("name", "locale", "tier", "account_manager")
                if not isinstance(getattr(body, name), UnsetType)}
     if not details:
-        raise invalid_body("give name, locale or tier")
+        raise invalid_body("give name, locale, tier or account_manager")
     me = principal(request)
     customer = await request.config_dict[CORE].threads.update_customer(
         request.match_info["id"], by=agent(me.name), may_set_tier=me.can(Role.SUPERVISOR), **details)

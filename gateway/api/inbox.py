@@ -131,6 +131,14 @@ async def assign(request: web.Request) -> web.Response:
         request.match_info["id"], target, by=me.name, may_reassign=me.can(Role.SUPERVISOR)))
 
 
+@routes.post("/conversations/{id}/reroute")
+async def reroute(request: web.Request) -> web.Response:
+    """Run the routing rules again (the customer's tier changed, the thread was misrouted)."""
+    allow_query(request)
+    return json_response(await request.config_dict[CORE].threads.reroute(
+        request.match_info["id"], by=agent(principal(request).name)))
+
+
 @routes.post("/conversations/{id}/status")
 async def set_status(request: web.Request) -> web.Response:
     allow_query(request)

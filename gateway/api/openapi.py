@@ -120,6 +120,13 @@ def api_paths() -> JSON:
             ("200", json_body(ref(Conversation), "The conversation after the change.")),
             params=[ID], body=StatusRequest, errors=not_found, tag="conversations",
         )},
+        "/v1/conversations/{id}/reroute": {"post": op(
+            "rerouteConversation", "Route a conversation again",
+            ("200", json_body(ref(Conversation), "The conversation in the queue the rules now pick (logged as "
+                                                 "rerouted, with the rule).")),
+            params=[ID], errors={**not_found, "422": error("The customer wrote nothing to route by (no_channel).")},
+            tag="conversations",
+        )},
         "/v1/customers": {"get": op(
             "findCustomers", "Find customers by identity",
             ("200", json_body(ref(CustomerList), "The matching customer, if any.")),

@@ -129,6 +129,11 @@ class CustomerPatch(msgspec.Struct, forbid_unknown_fields=True):
         Meta(description="The language they are answered in (es, en...); null: what their channel tells."),
     ] = UNSET
     tier: Annotated[Tier | UnsetType, Meta(description="standard, vip or key_account; needs a supervisor.")] = UNSET
+    account_manager: Annotated[
+        Assignee | UnsetType | None,
+        Meta(description="The agent who manages the account (a key account's TAM); needs a supervisor. Routing "
+                         "rules with to_account_manager send the customer's threads to them."),
+    ] = UNSET
 
 
 class PreviewRequest(msgspec.Struct, forbid_unknown_fields=True):
