@@ -116,8 +116,35 @@ class Keys:
     def ix_assignee(self, assignee: str, resolved: bool = False) -> str:
         return f"{self.prefix}:{{ix}}:assignee:{assignee}" + (":resolved" if resolved else "")
 
+    def ix_waiting(self, queue: str) -> str:
+        """Open threads of a queue that nobody holds, by urgency: what a claim takes next."""
+        return f"{self.prefix}:{{ix}}:waiting:{queue}"
+
+    def ix_waiting_since(self, queue: str) -> str:
+        """The same threads by when they started waiting: the queue's oldest wait."""
+        return f"{self.prefix}:{{ix}}:waiting_since:{queue}"
+
     def ix_queues(self) -> str:
         return f"{self.prefix}:{{ix}}:queues"
+
+    # --- agents: all in the {ag} slot, so a claim can check and take capacity atomically ----------
+    def agent(self, name: str) -> str:
+        return f"{self.prefix}:{{ag}}:agent:{name}"
+
+    def agent_names(self) -> str:
+        return f"{self.prefix}:{{ag}}:agents"
+
+    def agent_presence(self) -> str:
+        """Hash: agent -> presence as set (online, away, offline)."""
+        return f"{self.prefix}:{{ag}}:presence"
+
+    def agent_seen(self) -> str:
+        """Sorted set: agent -> last heartbeat (ms)."""
+        return f"{self.prefix}:{{ag}}:seen"
+
+    def agent_load(self, name: str) -> str:
+        """Hash: channel -> threads the agent holds now."""
+        return f"{self.prefix}:{{ag}}:load:{name}"
 
     # --- ingest: partitioned streams with their dedupe keys --------------------------------------
     def ingest_stream(self, partition: int) -> str:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, Literal
 
 import redis.asyncio as aioredis
 from aiohttp import web
 
 from conversation.model import Identity, InboundMessage
+from conversation.routing import RoutingSettings
 from conversation.service import Core
 from conversation.store import Route, Store
 from gateway import api
@@ -25,12 +27,14 @@ from gateway.config import Config, GatewaySettings
 _entry = itertools.count(1)
 
 
-def make_app(redis: aioredis.Redis, prefix: str, connectors: dict[str, Any] | None = None,
+def make_app(redis: aioredis.Redis, prefix: str, connectors: dict[str, Any] | None = None, *,
+             core: Callable[[Store], Core] | None = None, routing: RoutingSettings | None = None,
              **gateway: Any) -> web.Application:
+    """`core` builds the core over the store (default: one over `connectors` alone)."""
     app = web.Application()
-    app[CONFIG] = Config(gateway=GatewaySettings(key_prefix=prefix, **gateway))
+    app[CONFIG] = Config(gateway=GatewaySettings(key_prefix=prefix, **gateway), routing=routing or RoutingSettings())
     app[STORE] = store = Store(redis, prefix=prefix)
-    app[CORE] = Core(store, channels=connectors or {})
+    app[CORE] = core(store) if core is not None else Core(store, channels=connectors or {}, routing=routing)
     app[CONNECTORS] = connectors or {}
     api.setup(app)
     return app

@@ -6,12 +6,14 @@ started for the session. Each test gets its own key prefix and its keys are dele
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
 import redis.asyncio as aioredis
+import structlog
 
 from connectors.testing.fake_slack import FakeSlack
 from gateway.testing import GatewayUnderTest
@@ -42,6 +44,19 @@ async def redis_client(redis_url: str, key_prefix: str) -> AsyncIterator[aioredi
         if keys:
             await client.delete(*keys)
         await client.aclose()
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Put logging back as it was: a test that configures it (the CLI in-process) must not leave
+    handlers writing to its captured, soon closed, stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
 
 
 # A real Dovecot for the IMAP tests (tests/dovecot.py): skipped where it is not installed, except

@@ -6,7 +6,6 @@ import asyncio
 import io
 import json
 import logging
-from collections.abc import Iterator
 
 import pytest
 import structlog
@@ -18,17 +17,6 @@ PHONE = "+34600111222"
 EMAIL = "ana.lopez@example.com"
 BODY = "my account number is 99887766 and I am furious"
 TOKEN = "tok_live_5f2b8c1e"
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
 
 
 def capture(fmt: str) -> io.StringIO:

@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from aiohttp import web
 from aiohttp.test_utils import TestClient
-from apphelpers import bearer, seed
+from apphelpers import bearer, make_app, seed
 
 from connectors.email.connector import EmailConnector
 from connectors.sms.twilio import TwilioConnector
@@ -21,9 +20,7 @@ from conversation.model import Identity
 from conversation.service import Core
 from conversation.store import Store
 from conversation.voice import Voice, load_voice
-from gateway import api
-from gateway.appkeys import CONFIG, CONNECTORS, CORE, STORE
-from gateway.config import Config, GatewaySettings
+from gateway.appkeys import STORE
 
 Client = TestClient[Any, Any]
 SAMPLE = Path(__file__).parent.parent / "config" / "voice.toml"
@@ -54,12 +51,10 @@ async def connectors() -> AsyncIterator[dict[str, Any]]:
 @pytest.fixture
 async def client(aiohttp_client: Any, redis_client: aioredis.Redis, key_prefix: str, connectors: dict[str, Any],
                  voice_file: Path) -> Client:
-    app = web.Application()
-    app[CONFIG] = Config(gateway=GatewaySettings(key_prefix=key_prefix, voice_file=str(voice_file)))
-    app[STORE] = store = Store(redis_client, prefix=key_prefix)
-    app[CORE] = Core(store, channels=connectors, voice=Voice(load_voice(voice_file)), voice_path=str(voice_file))
-    app[CONNECTORS] = connectors
-    api.setup(app)
+    def core(store: Store) -> Core:
+        return Core(store, channels=connectors, voice=Voice(load_voice(voice_file)), voice_path=str(voice_file))
+
+    app = make_app(redis_client, key_prefix, connectors, core=core, voice_file=str(voice_file))
     return await aiohttp_client(app)  # type: ignore[no-any-return]
 
 

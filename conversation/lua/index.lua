@@ -3,12 +3,14 @@
 -- derived from ARGV because which sets are touched depends on the stored state.
 -- KEYS[1] index state hash, KEYS[2] the conversations' cards (what a listing shows)
 -- ARGV: 1 key prefix ("<prefix>:{ix}"), 2 a msgpack array of states, each
---       {cid, version, status, queue, assignee, recency score (last message ms), urgency score},
+--       {cid, version, status, queue, assignee, recency score (last message ms), urgency score,
+--        waiting since (ms)},
 --       3.. each state's card, in the same order (binary, so not inside the array: Redis's cmsgpack
 --       cannot read msgpack's bin type)
 -- Live work (open, pending) is in queue:<q> by urgency and assignee:<a> by recency; resolved
 -- threads move to queue:<q>:resolved and assignee:<a>:resolved, by recency, so that "X's
--- resolved conversations" is one read too. all holds every conversation by recency.
+-- resolved conversations" is one read too. all holds every conversation by recency. Open threads
+-- nobody holds are also in waiting:<q> (by urgency) and waiting_since:<q> (by wait).
 -- Returns how many states were applied (an equal or newer version already applied is skipped).
 local p = ARGV[1]
 
@@ -17,6 +19,12 @@ local function sets(status, queue, assignee)
   local suffix = status == 'resolved' and ':resolved' or ''
   if queue ~= '' then table.insert(out, {p .. ':queue:' .. queue .. suffix, suffix == '' and 'urgency' or 'recency'}) end
   if assignee ~= '' then table.insert(out, {p .. ':assignee:' .. assignee .. suffix, 'recency'}) end
+  -- Waiting: open, in a queue, nobody has it. By urgency (what a claim takes next) and by how
+  -- long it has waited (the queue's oldest wait).
+  if status == 'open' and queue ~= '' and assignee == '' then
+    table.insert(out, {p .. ':waiting:' .. queue, 'urgency'})
+    table.insert(out, {p .. ':waiting_since:' .. queue, 'since'})
+  end
   return out
 end
 
@@ -32,7 +40,7 @@ for n, st in ipairs(cmsgpack.unpack(ARGV[2])) do
     if old and moved then
       for _, s in ipairs(sets(ostatus, oqueue, oassignee)) do redis.call('ZREM', s[1], cid) end
     end
-    local scores = {recency = st[6], urgency = st[7]}
+    local scores = {recency = st[6], urgency = st[7], since = st[8] or st[6]}
     for _, s in ipairs(sets(status, queue, assignee)) do redis.call('ZADD', s[1], scores[s[2]], cid) end
     redis.call('ZADD', p .. ':all', st[6], cid)
     if queue ~= '' and moved then redis.call('SADD', p .. ':queues', queue) end

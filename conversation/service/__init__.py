@@ -7,6 +7,7 @@
     Core.threads       a thread is assigned or changes status                  threads.py
     Core.dead_letters  an operator replays what the pipeline gave up on        deadletters.py
     Core.voice         a message is previewed; the brand voice is reloaded        voice.py
+    Core.agents        agents are managed, come online, keep their presence       agents.py
 
 Each change is one atomic call in the customer's slot that also writes its activity entry;
 `Publisher` then brings the indexes and live views up to date. Adapters (gateway/) decode a
@@ -20,6 +21,7 @@ from collections.abc import Mapping
 
 from conversation.channels import Channel, ProfileLookup
 from conversation.routing import RoutingSettings
+from conversation.service.agents import AgentDirectory
 from conversation.service.deadletters import DeadLetterReplays
 from conversation.service.delivery import Deliveries, DeliveryPolicy, SendJob
 from conversation.service.identity import IdentityPolicy
@@ -55,6 +57,7 @@ class Core:
         self.threads = ThreadChanges(store, self.publisher, routing)
         self.dead_letters = DeadLetterReplays(store, self.publisher)
         self.voice = VoiceAdmin(store, self.channels, self.replies, voice_path)
+        self.agents = AgentDirectory(store, routing or RoutingSettings())
 
 
 __all__ = ["Applied", "Core", "DeliveryPolicy", "Reply", "ReplyIntent", "SendJob"]

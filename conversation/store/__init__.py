@@ -24,6 +24,7 @@ from conversation.errors import NotFound
 from conversation.keys import Keys
 from conversation.model import Customer, Identity
 from conversation.routing import Route
+from conversation.store.agents import Agents
 from conversation.store.connection import DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_TIMEOUT, connect
 from conversation.store.deadletters import DeadLetters
 from conversation.store.delivery import Delivery
@@ -65,6 +66,7 @@ class Store:
         self.rate_limits = RateLimiter(client, keys)
         self.files = AttachmentStore(client, keys, public_url=public_url)
         self.state = State(client, keys)
+        self.agents = Agents(client, keys)
 
     async def find_customer(self, identity: Identity) -> Customer | None:
         """The customer behind an identity, or None (also before its first message is in)."""

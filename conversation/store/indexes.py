@@ -49,7 +49,8 @@ class Indexes:
         # One call for the whole batch: every index key is in the {ix} slot. Scores travel as
         # strings, which ZADD reads exactly. The card is what a listing shows of the conversation.
         rows = [(st.customer_id, st.version, st.status, st.queue, st.assignee, str(st.last_message_ms),
-                 repr(urgency(st.priority, st.episode_opened_ms or st.last_message_ms))) for st in states]
+                 repr(urgency(st.priority, st.episode_opened_ms or st.last_message_ms)),
+                 str(st.episode_opened_ms or st.last_message_ms)) for st in states]
         cards = [_encoder.encode(st.conversation()) for st in states]  # binary: arguments of their own
         await self.scripts.run("index", [self.keys.ix_state(), self.keys.ix_cards()],
                                [ix, _encoder.encode(rows), *cards])
@@ -213,6 +214,21 @@ class Indexes:
         # Ties in score are ordered by member, the same way in both directions, as Redis does.
         ordered = sorted(found, key=lambda e: (e[1], e[0]), reverse=not ascending)
         return ordered[:count]
+
+    async def waiting(self, queues: Sequence[str]) -> dict[str, tuple[int, int | None]]:
+        """Per queue: how many open threads nobody holds, and since when the oldest has waited
+        (ms, None when none waits)."""
+        names = sorted(set(queues) | {_s(q) for q in await self.redis.smembers(self.keys.ix_queues())})
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for q in names:
+                pipe.zcard(self.keys.ix_waiting(q))
+                pipe.zrange(self.keys.ix_waiting_since(q), 0, 0, withscores=True)
+            rows = await pipe.execute()
+        out: dict[str, tuple[int, int | None]] = {}
+        for i, q in enumerate(names):
+            oldest = rows[2 * i + 1]
+            out[q] = (int(rows[2 * i]), int(oldest[0][1]) if oldest else None)
+        return out
 
     async def queue_depths(self) -> dict[str, int]:
         queues = sorted(_s(q) for q in await self.redis.smembers(self.keys.ix_queues()))

@@ -8,6 +8,7 @@ from aiohttp.typedefs import Handler
 
 from conversation.capabilities import TextTooLong, WindowClosed
 from conversation.errors import NoChannel, NotAllowed, NotFound, OptedOut, StillMalformed, StoreBusy, StoreUnavailable
+from conversation.service.agents import AgentExists
 from conversation.service.replies import UnknownTemplate
 from conversation.service.voice import UnknownChannel
 from conversation.voice import MissingVariable, RenderFailed, UnknownIntent
@@ -44,6 +45,7 @@ _DOMAIN: list[tuple[type[Exception], int, str]] = [
     (TextTooLong, 422, "text_too_long"),
     (StillMalformed, 422, "still_malformed"),
     (MissingVariable, 422, "missing_variable"),
+    (AgentExists, 409, "agent_exists"),
     (RenderFailed, 422, "render_failed"),
     (Forbidden, 403, "forbidden"),
     (NotAllowed, 403, "forbidden"),

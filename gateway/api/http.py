@@ -52,7 +52,13 @@ async def read_json(request: web.Request, kind: type[T]) -> T:
     try:
         return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:
-        raise ApiError(400, "invalid_body", str(exc)) from None
+        if "got `float`" not in str(exc):
+            raise ApiError(400, "invalid_body", str(exc)) from None
+        # JSON has one number type: 4.0 is the integer 4 (as JSON Schema says), 4.5 is not.
+        try:
+            return msgspec.convert(_integral(msgspec.json.decode(body)), kind)
+        except msgspec.ValidationError as again:
+            raise ApiError(400, "invalid_body", str(again)) from None
     except msgspec.DecodeError as exc:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
 
@@ -60,6 +66,16 @@ async def read_json(request: web.Request, kind: type[T]) -> T:
 def accept_language(request: web.Request) -> str | None:
     """The caller's preferred language (Accept-Language, by q), or None when it names none."""
     return preferred_language(request.headers.get("Accept-Language"))
+
+
+def _integral(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
 
 
 def query_limit(request: web.Request) -> int:

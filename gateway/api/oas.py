@@ -49,8 +49,9 @@ ID = param("id", "path", {"type": "string"}, "Conversation id (the customer's id
 LIMIT = param("limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
                 "Page size.")
 CURSOR = param("cursor", "query", {"type": "string"}, "The next_cursor of the previous page.")
-ACCEPT_LANGUAGE = param("Accept-Language", "header", {"type": "string", "maxLength": 200},
-                        "The language of the tone lint's warnings (es or en; default the brand's).")
+ACCEPT_LANGUAGE = param("Accept-Language", "header", {"type": "string"},
+                        "The language of the tone lint's warnings (es or en; default the brand's). Read "
+                        "leniently: a value naming no language the brand speaks means the brand's default.")
 
 
 def op(op_id: str, summary: str, ok: tuple[str, JSON], *, params: Sequence[JSON] = (),

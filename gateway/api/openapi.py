@@ -18,7 +18,9 @@ from aiohttp import web
 
 from connectors.base import Connector
 from conversation.activity import ActivityPage
+from conversation.agents import Agent, AgentView
 from conversation.model import Conversation, Customer, Message
+from gateway.api.agents import AgentList, AgentPatch, PresenceRequest, QueueList
 from gateway.api.http import MAX_IDEMPOTENCY_KEY, json_response
 from gateway.api.oas import ACCEPT_LANGUAGE, CURSOR, ID, JSON, LIMIT, error, json_body, op, param, ref
 from gateway.api.schemas import (
@@ -43,8 +45,12 @@ from gateway.appkeys import CONNECTORS
 _COMPONENTS: tuple[type[msgspec.Struct], ...] = (
     Conversation, Customer, Message, ConversationPage, MessagePage, CustomerList, DeadLetterPage,
     ReplyRequest, AssignRequest, StatusRequest, Error, ActivityPage, ReplyAccepted, CustomerPatch, PreviewRequest,
-    PreviewPage, VoiceTemplateList, VoiceReloaded,
+    PreviewPage, VoiceTemplateList, VoiceReloaded, Agent, AgentPatch, AgentView, AgentList, PresenceRequest,
+    QueueList,
 )
+
+
+AGENT = param("name", "path", {"type": "string"}, "The agent's name; `me` is the caller.")
 
 
 def api_paths() -> JSON:
@@ -179,6 +185,43 @@ def api_paths() -> JSON:
                                  "the message says where and why.")},
             tag="voice",
         )},
+        "/v1/agents": {
+            "get": op("listAgents", "List agents",
+                      ("200", json_body(ref(AgentList), "Every agent: presence, queues, capacity and load per "
+                                                        "channel.")), tag="agents"),
+            "post": op("createAgent", "Create an agent",
+                       ("201", json_body(ref(AgentView), "The new agent, offline.")), body=Agent,
+                       errors={**admin, "409": error("An agent of that name exists (agent_exists).")}, tag="agents"),
+        },
+        "/v1/agents/{name}": {
+            "get": op("getAgent", "Get an agent", ("200", json_body(ref(AgentView), "The agent.")),
+                      params=[AGENT], errors={"404": error("No such agent.")}, tag="agents"),
+            "patch": op("updateAgent", "Change an agent", ("200", json_body(ref(AgentView), "The agent after it.")),
+                        params=[AGENT], body=AgentPatch, errors={**admin, "404": error("No such agent.")},
+                        tag="agents"),
+            "delete": op("deleteAgent", "Delete an agent", ("204", {"description": "Deleted."}),
+                         params=[AGENT], errors={**admin, "404": error("No such agent.")}, tag="agents"),
+        },
+        "/v1/agents/{name}/presence": {"put": op(
+            "setAgentPresence", "Set an agent's presence",
+            ("200", json_body(ref(AgentView), "The agent with its presence. An agent online whose heartbeats stop "
+                                              "for presence_timeout seconds reads as away.")),
+            params=[AGENT], body=PresenceRequest,
+            errors={"403": error("Agents set only their own presence."), "404": error("No such agent.")},
+            tag="agents",
+        )},
+        "/v1/agents/me/heartbeat": {"post": op(
+            "agentHeartbeat", "Keep the caller online",
+            ("200", json_body(ref(AgentView), "The caller as an agent.")),
+            errors={"404": error("The caller is no agent.")}, tag="agents",
+        )},
+        "/v1/queues": {"get": op(
+            "listQueues", "List queues",
+            ("200", json_body(ref(QueueList), "Every configured queue and every queue a thread is in: its "
+                                              "assignment mode, how many open threads nobody holds, the oldest "
+                                              "wait, and the agents online in it.")),
+            tag="agents",
+        )},
         "/v1/attachments/{id}": {"get": op(
             "getAttachment", "Download a kept file",
             ("200", {"description": "The file, with its type; Content-Disposition carries its name. Email "
@@ -239,6 +282,7 @@ def document(instances: tuple[Instance, ...] = ()) -> JSON:
         {"required": ["intent"], "not": {"anyOf": [{"required": ["text"]}, {"required": ["template"]}, private]}},
     ]
     schemas["CustomerPatch"]["minProperties"] = 1
+    schemas["AgentPatch"]["minProperties"] = 1
     schemas["PreviewRequest"]["oneOf"] = [
         {"required": ["text"], "not": {"anyOf": [{"required": ["intent"]}, {"required": ["variables"]}]}},
         {"required": ["intent"], "not": {"required": ["text"]}},

@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from gateway.cli import simulate, tokens
+from gateway.cli import agents, simulate, tokens
 from gateway.cli.common import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_worker)
 
     tokens.add_parsers(commands, common)
+    agents.add_parsers(commands, common)
 
     p = commands.add_parser("check-config", parents=[common], help="validate the configuration and exit")
     p.set_defaults(handler=cmd_check_config)
