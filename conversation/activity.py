@@ -53,6 +53,7 @@ class ActivityType(enum.StrEnum):
     CUSTOMER_UPDATED = "customer_updated"
     # The routing rules ran again on an agent's request.
     REROUTED = "rerouted"
+    TRANSFERRED = "transferred"
 
 
 # Stored codes: append new types at the end, never renumber (entries already written keep theirs).

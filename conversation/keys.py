@@ -142,9 +142,18 @@ class Keys:
         """Sorted set: agent -> last heartbeat (ms)."""
         return f"{self.prefix}:{{ag}}:seen"
 
-    def agent_load(self, name: str) -> str:
-        """Hash: channel -> threads the agent holds now."""
-        return f"{self.prefix}:{{ag}}:load:{name}"
+    def agent_claims(self) -> str:
+        """Hash: conversation id -> "<agent>|<channel>|<ms>", the threads agents hold."""
+        return f"{self.prefix}:{{ag}}:claims"
+
+    def agent_idle(self) -> str:
+        """Sorted set: agent -> when they were last given a thread (ms): who has been idle longest."""
+        return f"{self.prefix}:{{ag}}:idle"
+
+    def agent_loads(self) -> str:
+        """Hash: "<agent>|<channel>" -> threads the agent holds now on that channel (one hash for
+        the whole team: a push decision reads every agent's load in one command)."""
+        return f"{self.prefix}:{{ag}}:loads"
 
     # --- ingest: partitioned streams with their dedupe keys --------------------------------------
     def ingest_stream(self, partition: int) -> str:

@@ -145,6 +145,9 @@ class Conversation(msgspec.Struct):
     last_message_at: UtcDatetime | None
     episode: int = 1
     tags: list[str] = msgspec.field(default_factory=list)
+    # The medium the customer last wrote on (where a reply goes by default; what an agent's
+    # capacity counts).
+    channel: str | None = None
     # Where free text may go now (GET /v1/conversations/{id}); null in listings, which do not
     # compute them.
     reply_windows: list[ReplyWindow] | None = None

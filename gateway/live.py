@@ -36,6 +36,7 @@ class LiveHub:
         self.block_ms = block_ms
         self.batch = batch
         self._subs: dict[str, set[Subscriber]] = {}
+        self._everything: set[Subscriber] = set()  # woken by any event (the agents' event stream)
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
@@ -50,8 +51,18 @@ class LiveHub:
             if not subs:
                 del self._subs[conversation_id]
 
+    def subscribe_all(self, sub: Subscriber) -> None:
+        self._everything.add(sub)
+
+    def unsubscribe_all(self, sub: Subscriber) -> None:
+        self._everything.discard(sub)
+
     def subscribers(self, conversation_id: str) -> int:
         return len(self._subs.get(conversation_id, ()))
+
+    @property
+    def started(self) -> bool:
+        return self._task is not None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="live-hub")
@@ -81,7 +92,7 @@ class LiveHub:
                 log.warning("live.read_failed", error=str(exc))
                 await asyncio.sleep(1)
                 # Events may have been trimmed or missed meanwhile: everyone rereads.
-                self._wake(list(self._subs))
+                self._wake(list(self._subs) or ["*"])
                 continue
             woken: set[str] = set()
             for entry_id, event in entries:
@@ -91,6 +102,10 @@ class LiveHub:
             self._wake(woken)
 
     def _wake(self, conversation_ids: Iterable[str]) -> None:
+        conversation_ids = list(conversation_ids)
+        if conversation_ids:
+            for sub in list(self._everything):
+                sub.wake()
         for cid in conversation_ids:
             for sub in list(self._subs.get(cid, ())):
                 sub.wake()

@@ -81,8 +81,10 @@ def _authorize(case: Any, token: str) -> None:
 
 
 def _fuzz(doc: dict[str, Any], base_url: str, token: str, cid: str) -> None:
-    # The inbox API: the app under test serves /v1 only.
-    doc = {**doc, "paths": {path: ops for path, ops in doc["paths"].items() if path.startswith("/v1/")}}
+    # The inbox API: the app under test serves /v1 only. The event stream never ends, so it is
+    # not fuzzed here (tests/test_events.py reads it as a client does).
+    doc = {**doc, "paths": {path: ops for path, ops in doc["paths"].items()
+                            if path.startswith("/v1/") and path != "/v1/events"}}
     schema = schemathesis.openapi.from_dict(doc)
     for result in schema.get_all_operations():
         operation = result.ok()  # type: ignore[union-attr]  # an Err raises here, failing the test

@@ -19,8 +19,8 @@ end
 -- KEYS[1] is always the thread hash. LOGGED comes last.
 local function thread_state(applied, seq)
   local h = redis.call('HMGET', KEYS[1], 'status', 'queue', 'assignee', 'priority', 'lm', 'ver', 'ep', 'ep_open',
-                       'created', 'name', 'ids', 'loc', 'tier', 'tags', 'am')
+                       'created', 'name', 'ids', 'loc', 'tier', 'tags', 'am', 'li')
   return {applied, seq, h[1] or '', h[2] or '', h[3] or '', h[4] or '', h[5] or '0', h[6] or '0', h[7] or '0',
           h[8] or '0', h[9] or '0', h[10] or '', h[11] or '[]', h[12] or '', h[13] or '', h[14] or '[]', h[15] or '',
-          LOGGED}
+          h[16] or '', LOGGED}
 end

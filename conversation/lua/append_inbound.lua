@@ -132,7 +132,7 @@ if (not status or status == 'resolved') and A[13] == '1' then
   end
   log(KEYS[3], 'routed', now, 'rule', A[17], routed)
   if A[25] and A[25] ~= '' then
-    redis.call('HSET', KEYS[1], 'assignee', A[25])
+    redis.call('HSET', KEYS[1], 'assignee', A[25], 'last_agent', A[25])
     log(KEYS[3], 'assigned', now, 'rule', A[17], {agent = A[25], rule = A[17], reason = 'account_manager'})
   end
 elseif not status then

@@ -33,7 +33,7 @@ for i = 4, #ARGV, 2 do
         redis.call('HDEL', KEYS[1], field)
         log(KEYS[3], 'unassigned', now, actor, name, {agent = old})
       else
-        redis.call('HSET', KEYS[1], field, value)
+        redis.call('HSET', KEYS[1], field, value, 'last_agent', value)
         local details = {agent = value}
         if old ~= '' then details.previous = old end
         log(KEYS[3], 'assigned', now, actor, name, details)

@@ -17,6 +17,7 @@ from conversation.agents import Agent, AgentView, Presence, effective_presence
 from conversation.errors import NotAllowed, NotFound
 from conversation.model import from_ms
 from conversation.routing import RoutingSettings
+from conversation.service.assignment import Assignment
 from conversation.store import Store
 
 
@@ -39,13 +40,15 @@ def _now_ms() -> int:
 
 
 class AgentDirectory:
-    def __init__(self, store: Store, routing: RoutingSettings) -> None:
+    def __init__(self, store: Store, routing: RoutingSettings, assignment: Assignment | None = None) -> None:
         self.store = store
         self.routing = routing
+        self.assignment = assignment
 
     async def create(self, agent: Agent) -> AgentView:
         if not await self.store.agents.create(agent):
             raise AgentExists(f"an agent named {agent.name!r} exists; PATCH it instead")
+        self._changed()
         return await self.view(agent.name)
 
     async def update(self, name: str, changes: Mapping[str, Any]) -> AgentView:
@@ -53,11 +56,13 @@ class AgentDirectory:
         agent = await self._get(name)
         merged = {**msgspec.structs.asdict(agent), **changes, "name": agent.name}
         await self.store.agents.save(msgspec.convert(merged, Agent))
+        self._changed()
         return await self.view(name)
 
     async def delete(self, name: str) -> None:
         if not await self.store.agents.delete(name):
             raise NotFound(f"no agent {name!r}")
+        self._changed()
 
     async def view(self, name: str) -> AgentView:
         return (await self._views([await self._get(name)]))[0]
@@ -72,6 +77,8 @@ class AgentDirectory:
             raise NotAllowed("agents set only their own presence")
         await self._get(name)
         await self.store.agents.set_presence(name, status, _now_ms())
+        if status == "online" and self.assignment is not None:
+            await self.assignment.agent_online(name)  # the backlog drains into their room
         return await self.view(name)
 
     async def heartbeat(self, name: str) -> AgentView:
@@ -94,6 +101,10 @@ class AgentDirectory:
                                  agents_online=online, skills=list(settings.skills),
                                  languages=list(settings.languages)))
         return out
+
+    def _changed(self) -> None:
+        if self.assignment is not None:
+            self.assignment.forget_profiles()
 
     async def _get(self, name: str) -> Agent:
         agent = await self.store.agents.get(name)

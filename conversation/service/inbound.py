@@ -22,6 +22,7 @@ from conversation.channels import ProfileLookup
 from conversation.errors import StoreError
 from conversation.model import Identity, InboundMessage, Profile, StatusUpdate
 from conversation.routing import Route, RoutingSettings
+from conversation.service.assignment import Assignment
 from conversation.service.delivery import Deliveries
 from conversation.service.identity import IdentityPolicy
 from conversation.service.publisher import Publisher
@@ -54,6 +55,7 @@ class Inbound:
         *,
         profiles: Mapping[str, ProfileLookup] | None = None,
         profile_timeout: float = 3.0,
+        assignment: Assignment | None = None,
     ) -> None:
         self.store = store
         self.routing = routing
@@ -61,6 +63,7 @@ class Inbound:
         self.deliveries = deliveries
         self.publisher = publisher
         self.profiles = dict(profiles or {})
+        self.assignment = assignment
         self.profile_timeout = profile_timeout
 
     async def apply(self, partition: int, entries: Sequence[Entry]) -> Applied:
@@ -109,6 +112,9 @@ class Inbound:
                     await store.delivery.link_provider_id(change.state.message_id, msg.instance,
                                                           msg.provider_message_id)
         await self.publisher.changed(changes)
+        if self.assignment is not None and changes:
+            # After the indexes: new episodes are waiting in their queues when push looks.
+            await self.assignment.opened(changes)
         for edit in edits:  # after the batch's appends: an edit follows its message in the stream
             await self._apply_edit(edit)
         for update in statuses:

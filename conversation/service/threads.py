@@ -8,18 +8,52 @@ theirs here: transfers, re-routing, service-level warnings.
 from __future__ import annotations
 
 from conversation.activity import Actor, agent
-from conversation.errors import NoChannel, NotAllowed
+from conversation.errors import NoChannel, NotAllowed, NotFound
 from conversation.model import Conversation, Customer, ThreadStatus
 from conversation.routing import RoutingFacts, RoutingSettings
+from conversation.service.assignment import Assignment, AtCapacity, capacity_for, now_ms
 from conversation.service.publisher import Publisher
 from conversation.store import Store
 
 
 class ThreadChanges:
-    def __init__(self, store: Store, publisher: Publisher, routing: RoutingSettings | None = None) -> None:
+    def __init__(self, store: Store, publisher: Publisher, routing: RoutingSettings | None = None,
+                 assignment: Assignment | None = None) -> None:
         self.store = store
         self.publisher = publisher
         self.routing = routing or RoutingSettings()
+        self.assignment = assignment or Assignment(store, publisher, self.routing)
+
+    async def transfer(self, cid: str, *, queue: str | None, to: str | None, note: str | None,
+                       by: Actor) -> Conversation:
+        """Pass a thread to another queue (it waits there, or goes to whoever the queue pushes it
+        to) or to an agent, who must have room for it (AtCapacity otherwise); logged
+        `transferred` with the note. The previous holder's capacity frees."""
+        if queue is None and to is None:
+            raise ValueError("transfer to a queue, an agent, or both")
+        threads = self.store.threads
+        current = await threads.get_conversation(cid)
+        if to is not None and await self.store.agents.get(to) is None:
+            raise NotFound(f"no agent {to!r}")
+        previous = await self.store.agents.holder(cid)
+        if previous is not None:
+            await self.store.agents.release(cid, previous.agent)
+        if to is not None:
+            target = await self.store.agents.get(to)
+            assert target is not None
+            channel = current.channel or ""
+            if await self.store.agents.claim(to, cid, channel, capacity_for(target, channel), now_ms()) == 0:
+                if previous is not None:  # put things back as they were
+                    await self.store.agents.claim(previous.agent, cid, previous.channel, 0, now_ms(), force=True)
+                raise AtCapacity(f"{to} holds as many {channel or 'such'} threads as their capacity allows")
+        change = await threads.transfer(cid, by, queue=queue, agent=to, note=note)
+        await self.publisher.changed([change])
+        drain = [queue or current.queue or ""] if to is None else []
+        if previous is not None and previous.agent != to:
+            agent_ = await self.store.agents.get(previous.agent)
+            drain += agent_.queues if agent_ is not None else []
+        await self.assignment.drain([q for q in drain if q])
+        return await threads.get_conversation(cid)
 
     async def reroute(self, cid: str, *, by: Actor) -> Conversation:
         """Run the routing rules again on the customer's latest message and what is known of
@@ -35,7 +69,10 @@ class ThreadChanges:
                                                account_manager=facts.account_manager))
         change = await threads.reroute(cid, by, route)
         await self.publisher.changed([change])
-        return await threads.get_conversation(cid)
+        conv = await threads.get_conversation(cid)
+        if conv.assignee is None and conv.status == ThreadStatus.OPEN:
+            await self.assignment.drain([route.queue])
+        return conv
 
     async def assign(self, cid: str, assignee: str | None, *, by: str, may_reassign: bool) -> Conversation:
         """Give the conversation to `assignee` (None: to nobody). Without `may_reassign` (an
@@ -47,11 +84,26 @@ class ThreadChanges:
                 raise NotAllowed("agents may assign conversations only to themselves")
             if current not in (None, by):
                 raise NotAllowed(f"assigned to {current}; a supervisor can reassign it")
-        return await self._change(cid, agent(by), assignee=assignee)
+        conv = await self._change(cid, agent(by), assignee=assignee)
+        if assignee is None:
+            await self.assignment.let_go(cid)
+            if conv.status == ThreadStatus.OPEN and conv.queue:
+                await self.assignment.drain([conv.queue])
+        else:
+            await self.assignment.held_by(cid, assignee, conv.channel or "")
+        return conv
 
     async def set_status(self, cid: str, status: ThreadStatus, *, by: Actor) -> Conversation:
-        """Open, pending or resolved. Resolving closes the episode; reopening starts one."""
-        return await self._change(cid, by, status=status.value)
+        """Open, pending or resolved. Resolving closes the episode; reopening starts one.
+        Resolving or parking a thread frees its agent's capacity, which their push queues fill."""
+        conv = await self._change(cid, by, status=status.value)
+        if status in (ThreadStatus.RESOLVED, ThreadStatus.PENDING):
+            await self.assignment.let_go(cid)
+        elif conv.assignee is None and conv.queue:
+            await self.assignment.drain([conv.queue])
+        elif conv.assignee is not None:
+            await self.assignment.held_by(cid, conv.assignee, conv.channel or "")
+        return conv
 
     async def update_customer(self, cid: str, *, by: Actor, may_set_tier: bool, **details: str | None) -> Customer:
         """Set the customer's name, locale or tier (None clears name and locale). Agents set

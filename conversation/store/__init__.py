@@ -66,7 +66,7 @@ class Store:
         self.rate_limits = RateLimiter(client, keys)
         self.files = AttachmentStore(client, keys, public_url=public_url)
         self.state = State(client, keys)
-        self.agents = Agents(client, keys)
+        self.agents = Agents(client, keys, scripts)
 
     async def find_customer(self, identity: Identity) -> Customer | None:
         """The customer behind an identity, or None (also before its first message is in)."""

@@ -6,7 +6,7 @@ Lua call (capacity checked and taken atomically).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 
 from conversation.agents import Agent
 from conversation.keys import Keys
+from conversation.store.scripts import Scripts
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Agent)
@@ -27,12 +28,67 @@ class StoredPresence(msgspec.Struct, frozen=True):
     status: str | None
     last_seen_ms: int
     load: dict[str, int]
+    last_given_ms: int = 0  # when they were last given a thread: who has been idle longest
+
+
+def pack_candidates(candidates: Sequence[tuple[str, int]]) -> bytes:
+    """(agent, capacity) pairs as `Agents.pick` takes them: packed once per pass, not per call."""
+    return _encoder.encode([[name, capacity] for name, capacity in candidates])
+
+
+class Claim(msgspec.Struct, frozen=True):
+    agent: str
+    channel: str
+    at_ms: int
 
 
 class Agents:
-    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, client: aioredis.Redis, keys: Keys, scripts: Scripts) -> None:
         self.redis = client
         self.keys = keys
+        self.scripts = scripts
+
+    async def claim(self, agent: str, cid: str, channel: str, capacity: int, now_ms: int, *,
+                    force: bool = False) -> int:
+        """Take a thread for an agent if they have room on its channel: 1 taken, 2 theirs
+        already, 0 at capacity, -1 another agent's. Check and take are one atomic step."""
+        keys = self.keys
+        return int(await self.scripts.run("agent_claim", [keys.agent_loads(), keys.agent_claims(),
+                                                          keys.agent_idle()],
+                                          [agent, cid, channel, capacity, now_ms, "1" if force else "0"]))
+
+    async def pick(self, cid: str, channel: str, candidates: bytes, now_ms: int,
+                   presence_timeout_ms: int) -> tuple[int, str | None]:
+        """Push: among `candidates` (`pack_candidates`: agent, capacity on the channel), the one
+        online with the most room, then idle longest, claimed in the same atomic step:
+        (1, agent), (0, None) when nobody has room, (-1, holder) when the thread is held already."""
+        keys = self.keys
+        reply = await self.scripts.run("agent_pick", [keys.agent_loads(), keys.agent_claims(), keys.agent_idle(),
+                                                      keys.agent_presence(), keys.agent_seen()],
+                                       [cid, channel, now_ms, presence_timeout_ms, candidates])
+        return int(reply[0]), (_s(reply[1]) if len(reply) > 1 else None)
+
+    async def release(self, cid: str, agent: str = "") -> str | None:
+        """Let go of a held thread (of `agent`, or of whoever holds it): the agent whose
+        capacity freed, or None."""
+        who = await self.scripts.run("agent_release", [self.keys.agent_claims(), self.keys.agent_loads()],
+                                     [cid, agent])
+        return _s(who) if who else None
+
+    async def claims(self) -> dict[str, Claim]:
+        """Every held thread (conversation id -> claim)."""
+        out: dict[str, Claim] = {}
+        for cid, raw in (await self.redis.hgetall(self.keys.agent_claims())).items():
+            agent, channel, at = _s(raw).split("|")
+            out[_s(cid)] = Claim(agent, channel, int(at or 0))
+        return out
+
+    async def holder(self, cid: str) -> Claim | None:
+        raw = await self.redis.hget(self.keys.agent_claims(), cid)
+        if not raw:
+            return None
+        agent, channel, at = _s(raw).split("|")
+        return Claim(agent, channel, int(at or 0))
 
     async def create(self, agent: Agent) -> bool:
         """Store a new agent; False when one of that name exists (nothing changes then)."""
@@ -52,14 +108,26 @@ class Agents:
         raw = await self.redis.get(self.keys.agent(name))
         return _decoder.decode(raw.encode() if isinstance(raw, str) else raw) if raw is not None else None
 
+    async def profile_and_presence(self, name: str) -> tuple[Agent | None, str | None, int]:
+        """An agent's profile, presence as set and last heartbeat (ms), in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(self.keys.agent(name))
+            pipe.hget(self.keys.agent_presence(), name)
+            pipe.zscore(self.keys.agent_seen(), name)
+            raw, status, seen = await pipe.execute()
+        agent = _decoder.decode(raw.encode() if isinstance(raw, str) else raw) if raw is not None else None
+        return agent, (_s(status) if status else None), int(seen or 0)
+
     async def delete(self, name: str) -> bool:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self.keys.agent(name))
             pipe.srem(self.keys.agent_names(), name)
             pipe.hdel(self.keys.agent_presence(), name)
             pipe.zrem(self.keys.agent_seen(), name)
-            pipe.delete(self.keys.agent_load(name))
             deleted, *_ = await pipe.execute()
+        loads = [f for f in await self.redis.hkeys(self.keys.agent_loads()) if _s(f).startswith(f"{name}|")]
+        if loads:
+            await self.redis.hdel(self.keys.agent_loads(), *loads)
         return bool(deleted)
 
     async def names(self) -> list[str]:
@@ -75,24 +143,36 @@ class Agents:
         return [_decoder.decode(raw.encode() if isinstance(raw, str) else raw) if raw is not None else None
                 for raw in raws]
 
-    async def presence(self, names: Sequence[str]) -> dict[str, StoredPresence]:
-        """Presence as set, the last heartbeat, and the load of each agent, in one round trip."""
+    async def presence(self, names: Sequence[str],
+                       channels: Mapping[str, Sequence[str]] | None = None) -> dict[str, StoredPresence]:
+        """Presence as set, the last heartbeat, and the load of each agent, in one round trip of
+        three commands however many agents. `channels` (agent -> the channels of their capacity)
+        reads just those loads; without it, every load of the team is read."""
         if not names:
             return {}
+        fields = [f"{n}|{ch}" for n in names for ch in channels.get(n, ())] if channels is not None else None
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hmget(self.keys.agent_presence(), list(names))
-            for n in names:
-                pipe.zscore(self.keys.agent_seen(), n)
-                pipe.hgetall(self.keys.agent_load(n))
+            pipe.zmscore(self.keys.agent_seen(), list(names))
+            pipe.zmscore(self.keys.agent_idle(), list(names))
+            if fields is None:
+                pipe.hgetall(self.keys.agent_loads())
+            elif fields:
+                pipe.hmget(self.keys.agent_loads(), fields)
             rows = await pipe.execute()
-        statuses = rows[0]
-        out: dict[str, StoredPresence] = {}
-        for i, name in enumerate(names):
-            seen, load = rows[1 + 2 * i], rows[2 + 2 * i]
-            out[name] = StoredPresence(status=_s(statuses[i]) if statuses[i] else None,
-                                       last_seen_ms=int(seen or 0),
-                                       load={_s(k): int(v) for k, v in (load or {}).items()})
-        return out
+        statuses, seen, given = rows[0], rows[1], rows[2]
+        if fields is None:
+            loads = {_s(k): int(v) for k, v in rows[3].items()}
+        else:
+            loads = {f: int(v) for f, v in zip(fields, rows[3] if fields else [], strict=True) if v is not None}
+        per_agent: dict[str, dict[str, int]] = {n: {} for n in names}
+        for field, count in loads.items():
+            agent, _, channel = field.rpartition("|")
+            if agent in per_agent:
+                per_agent[agent][channel] = count
+        return {name: StoredPresence(status=_s(statuses[i]) if statuses[i] else None, last_seen_ms=int(seen[i] or 0),
+                                     load=per_agent[name], last_given_ms=int(given[i] or 0))
+                for i, name in enumerate(names)}
 
     async def set_presence(self, name: str, status: str, now_ms: int) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -110,4 +190,4 @@ class Agents:
         return _s(status) if status else None
 
 
-__all__ = ["Agents", "StoredPresence"]
+__all__ = ["Agents", "Claim", "StoredPresence", "pack_candidates"]

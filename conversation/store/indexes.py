@@ -9,7 +9,7 @@ under the wrong filter.
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -40,10 +40,16 @@ class Indexes:
         self.keys = keys
         self.threads = threads
 
-    async def reindex(self, states: Sequence[ThreadState]) -> None:
-        """Bring the listing indexes up to date with thread states (any order, any repetition)."""
+    async def reindex(self, states: Sequence[ThreadState],
+                      also: Callable[[Any], None] | None = None) -> None:
+        """Bring the listing indexes up to date with thread states (any order, any repetition).
+        `also` adds commands to run after it in the same round trip (the change's events)."""
         states = [st for st in states if st.status]  # an identity listed before its first message
         if not states:
+            if also is not None:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    also(pipe)
+                    await pipe.execute()
             return
         ix = f"{self.keys.prefix}:{{ix}}"
         # One call for the whole batch: every index key is in the {ix} slot. Scores travel as
@@ -52,8 +58,12 @@ class Indexes:
                  repr(urgency(st.priority, st.episode_opened_ms or st.last_message_ms)),
                  str(st.episode_opened_ms or st.last_message_ms)) for st in states]
         cards = [_encoder.encode(st.conversation()) for st in states]  # binary: arguments of their own
-        await self.scripts.run("index", [self.keys.ix_state(), self.keys.ix_cards()],
-                               [ix, _encoder.encode(rows), *cards])
+        if also is None:
+            await self.scripts.run("index", [self.keys.ix_state(), self.keys.ix_cards()],
+                                   [ix, _encoder.encode(rows), *cards])
+        else:
+            await self.scripts.run_with("index", [self.keys.ix_state(), self.keys.ix_cards()],
+                                        [ix, _encoder.encode(rows), *cards], also)
 
     def _sources(self, status: str | None, queue: str | None, assignee: str | None) -> tuple[list[str], bool]:
         """Which sorted sets hold the answer, and whether they read ascending (queues: most
@@ -75,14 +85,17 @@ class Indexes:
         assignee: str | None = None,
         cursor: str | None = None,
         limit: int = 50,
+        visible: Callable[[Conversation], bool] | None = None,
     ) -> tuple[list[Conversation], str | None]:
-        """Conversations matching every filter given. The cursor is opaque.
+        """Conversations matching every filter given (and `visible`: what the caller may see; a
+        page may then hold fewer than `limit`, and `next_cursor` goes on). The cursor is opaque.
 
         What a page shows comes from the conversations' cards in the index, written with their
         version by every change (two round trips a page, whatever its length); a conversation
         without a card (indexed by an older version) is read from its thread.
         """
         sources, ascending = self._sources(status, queue, assignee)
+        visible = visible or (lambda _: True)
         after = _decode_cursor(cursor)
         members = await self._members(sources[0], ascending, after, limit + 1)
         if members is None:  # the all-conversations index is not complete yet: merge the statuses
@@ -107,6 +120,8 @@ class Indexes:
             if assignee and conv.assignee != assignee:
                 continue
             if assignee and not status and not queue and conv.status == ThreadStatus.RESOLVED:
+                continue
+            if not visible(conv):
                 continue
             out.append(conv)
         next_cursor = None
@@ -214,6 +229,32 @@ class Indexes:
         # Ties in score are ordered by member, the same way in both directions, as Redis does.
         ordered = sorted(found, key=lambda e: (e[1], e[0]), reverse=not ascending)
         return ordered[:count]
+
+    async def next_waiting(self, queue: str, count: int, skip: int = 0) -> list[Conversation]:
+        """The `count` most urgent open threads of a queue that nobody holds (after `skip`), as
+        their cards: priority first, then who has waited longest."""
+        if skip:
+            cids = [_s(c) for c in await self.redis.zrange(self.keys.ix_waiting(queue), skip, skip + count - 1)]
+            cards, _ = await self._cards(cids)
+            return [c for c in cards if c is not None]
+        # The common case, one round trip: the top of the set with the cards (lua/waiting_top.lua).
+        flat = await self.scripts.run("waiting_top", [self.keys.ix_waiting(queue), self.keys.ix_cards()], [count])
+        out: list[Conversation] = []
+        missing: list[str] = []
+        for i in range(0, len(flat), 2):
+            blob = flat[i + 1]
+            try:
+                card = _card_decoder.decode(blob.encode() if isinstance(blob, str) else blob) if blob else None
+            except msgspec.DecodeError:
+                card = None
+            if card is None:
+                missing.append(_s(flat[i]))
+            else:
+                out.append(card)
+        if missing:  # indexed by an older version: read from their threads (order within urgency kept)
+            found = [c for c in await self.threads.get_conversations(missing) if c is not None]
+            out = sorted(out + found, key=lambda c: [_s(flat[i]) for i in range(0, len(flat), 2)].index(c.id))
+        return out
 
     async def waiting(self, queues: Sequence[str]) -> dict[str, tuple[int, int | None]]:
         """Per queue: how many open threads nobody holds, and since when the oldest has waited

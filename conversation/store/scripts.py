@@ -8,7 +8,7 @@ the script cache); `batch` runs one script for many key/argument sets in one pip
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any
 
@@ -71,6 +71,26 @@ class Scripts:
             if isinstance(r, Exception):
                 raise r
         return results
+
+    async def run_with(self, name: str, keys: list[str], args: list[Any],
+                       also: Callable[[Any], None]) -> Any:
+        """Run a script and, in the same round trip, the commands `also` adds to the pipeline
+        (after it, in order). A server that lost its script cache gets the script loaded and the
+        script run again; the other commands ran the first time."""
+        script = self._scripts[name]
+        if script.sha is None:
+            script.sha = _text(await self.redis.script_load(script.script))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            also(pipe)
+            results = list(await pipe.execute(raise_on_error=False))
+        if isinstance(results[0], NoScriptError):
+            script.sha = _text(await self.redis.script_load(script.script))
+            results[0] = await self.run(name, keys, args)
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        return results[0]
 
     async def _pipeline_evalsha(self, sha: str, calls: Sequence[Call]) -> list[Any]:
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -177,8 +177,15 @@ class Events:
     async def publish(self, events: Sequence[Event]) -> None:
         if not events:
             return
-        await self.redis.xadd(self.keys.events(), {"b": _events_encoder.encode(list(events))},
-                              maxlen=EVENTS_MAXLEN, approximate=True)
+        await self.redis.xadd(*self.xadd_args(events), maxlen=EVENTS_MAXLEN, approximate=True)
+
+    def xadd_args(self, events: Sequence[Event]) -> tuple[str, dict[Any, Any]]:
+        """The stream and fields of one publish, for a caller that pipelines it with its change."""
+        return self.keys.events(), {"b": _events_encoder.encode(list(events))}
+
+    def add_to(self, pipe: Any, events: Sequence[Event]) -> None:
+        if events:
+            pipe.xadd(*self.xadd_args(events), maxlen=EVENTS_MAXLEN, approximate=True)
 
     @staticmethod
     def _unpack(rows: Sequence[StreamEntry]) -> list[tuple[str, Event | None]]:
@@ -200,6 +207,20 @@ class Events:
     async def last_id(self) -> str:
         tail: list[StreamEntry] = await self.redis.xrevrange(self.keys.events(), count=1)  # type: ignore[assignment]
         return _s(tail[0][0]) if tail else "0-0"
+
+    async def since(self, entry_id: str, index: int, count: int = 100) -> list[tuple[str, int, Event]]:
+        """Events from the entry `entry_id` on, past its event at `index` (-1: the whole entry),
+        up to `count` entries: (entry id, the event's place in its entry, event). An entry id
+        is the stream's, so it means the same on every process."""
+        rows: list[StreamEntry] = await self.redis.xrange(  # type: ignore[assignment]
+            self.keys.events(), min=entry_id, count=count)
+        out: list[tuple[str, int, Event]] = []
+        place: dict[str, int] = {}
+        for eid, event in self._unpack(rows):
+            n = place[eid] = place.get(eid, -1) + 1
+            if event is not None and (eid != entry_id or n > index):
+                out.append((eid, n, event))
+        return out
 
     async def follow(self, after: str, count: int, block_ms: int) -> list[tuple[str, Event | None]]:
         """Events after the entry `after`, waiting up to `block_ms` for one (None for what this

@@ -43,7 +43,7 @@ THREAD_REFERENCES = 10  # provider ids kept per thread and instance for Referenc
 EDIT_SCAN = 500  # how far back in a thread an edited message is looked for
 _args_encoder = msgspec.msgpack.Encoder()
 _CONVERSATION_FIELDS = ["created", "ids", "name", "status", "queue", "assignee", "priority", "lm", "ep", "loc", "tier",
-                        "tags", "am"]
+                        "tags", "am", "li"]
 
 
 def _s(value: Any) -> str:
@@ -72,6 +72,12 @@ class ThreadState(msgspec.Struct, frozen=True):
     tier: str | None = None
     tags: str = "[]"  # as stored: a JSON list
     account_manager: str | None = None
+    last_inbound: str = ""  # as stored: JSON [channel, instance, kind, address] of the latest message in
+
+    @property
+    def channel(self) -> str | None:
+        """The medium the customer last wrote on: what an agent's capacity is counted in."""
+        return str(json.loads(self.last_inbound)[0]) if self.last_inbound else None
 
     @property
     def message_id(self) -> str | None:
@@ -84,6 +90,7 @@ class ThreadState(msgspec.Struct, frozen=True):
             "status": self.status, "queue": self.queue, "assignee": self.assignee,
             "priority": str(self.priority), "lm": str(self.last_message_ms), "ep": str(self.episode),
             "loc": self.locale or "", "tier": self.tier or "", "tags": self.tags, "am": self.account_manager or "",
+            "li": self.last_inbound,
         })
 
 
@@ -124,7 +131,7 @@ class Change(msgspec.Struct, frozen=True):
 
 
 # Where lua/_activity.lua's thread_state() puts what it returns.
-_LOGGED = 17
+_LOGGED = 18
 
 
 def _state(cid: str, r: Sequence[Any]) -> ThreadState:
@@ -147,6 +154,7 @@ def _state(cid: str, r: Sequence[Any]) -> ThreadState:
         tier=(_s(r[14]) or None) if len(r) > 14 and r[14] else None,
         tags=_s(r[15]) if len(r) > 15 and r[15] else "[]",
         account_manager=(_s(r[16]) or None) if len(r) > 16 and r[16] else None,
+        last_inbound=_s(r[17]) if len(r) > 17 and r[17] else "",
     )
 
 
@@ -174,6 +182,7 @@ def conversation_from(cid: str, h: dict[str, str]) -> Conversation:
         last_message_at=from_ms(lm) if lm else None,
         episode=int(h.get("ep") or 1),
         tags=list(json.loads(h.get("tags") or "[]")),
+        channel=json.loads(h["li"])[0] if h.get("li") else None,
     )
 
 
@@ -338,6 +347,28 @@ class Threads:
         """A reply that claimed the episode's first reply was refused: the next one greets."""
         await self.scripts.run("reply_context_release", [self.keys.thread(cid)], [episode])
 
+    async def claim(self, cid: str, agent: str, actor: Actor, *, via: str, queue: str = "") -> Change | None:
+        """Give an open, unheld thread (still in `queue`, when given) to `agent`, logged
+        `assigned` with how; None when it is no longer waiting there."""
+        result = await self.scripts.run("thread_claim", [self.keys.thread(cid), self.keys.activity(cid)],
+                                        [utcnow_ms(), actor.kind, actor.name or "", agent, via, queue])
+        if result[0] == -2:
+            raise NotFound(f"no conversation {cid!r}")
+        return _change(cid, result) if int(result[0]) == 1 else None
+
+    async def transfer(self, cid: str, actor: Actor, *, queue: str | None, agent: str | None,
+                       note: str | None) -> Change:
+        result = await self.scripts.run("thread_transfer", [self.keys.thread(cid), self.keys.activity(cid)],
+                                        [utcnow_ms(), actor.kind, actor.name or "", queue or "", agent or "",
+                                         note or ""])
+        if result[0] == -2:
+            raise NotFound(f"no conversation {cid!r}")
+        return _change(cid, result)
+
+    async def last_agent(self, cid: str) -> str | None:
+        raw = await self.redis.hget(self.keys.thread(cid), "last_agent")
+        return _s(raw) if raw else None
+
     async def reroute(self, cid: str, actor: Actor, route: Route) -> Change:
         """Put the thread where the rules now send it, logged `rerouted` with the rule."""
         result = await self.scripts.run("thread_reroute", [self.keys.thread(cid), self.keys.activity(cid)], [
@@ -444,7 +475,7 @@ class Threads:
         h = await self.redis.hmget(
             self.keys.thread(cid),
             ["status", "queue", "assignee", "priority", "lm", "ver", "ep", "ep_open", "created", "name", "ids", "loc",
-             "tier", "tags", "am"])
+             "tier", "tags", "am", "li"])
         if h[0] is None:
             raise NotFound(f"no conversation {cid!r}")
         return _state(cid, [1, -1, *h])

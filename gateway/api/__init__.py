@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.api import activity, agents, attachments, customers, deadletters, inbox, openapi, voice
+from gateway.api import activity, agents, attachments, customers, deadletters, events, inbox, openapi, voice
 from gateway.api.errors import error_middleware
 from gateway.api.http import principal
 from gateway.appkeys import CONFIG, STORE
@@ -31,7 +31,8 @@ def setup(app: web.Application) -> None:
         ),
     ])
     for table in (inbox.routes, activity.routes, customers.routes, deadletters.routes, attachments.routes,
-                  voice.routes, agents.routes):
+                  voice.routes, agents.routes, events.routes):
         api.router.add_routes(table)
     app.add_subapp("/v1", api)
+    events.setup(app)
     app.router.add_get("/openapi.json", openapi.serve)

@@ -8,7 +8,7 @@ from conversation.activity import ActivityPage
 from conversation.errors import NotFound
 from conversation.ids import activity_id, split_activity_id
 from gateway.api.errors import invalid_parameter
-from gateway.api.http import allow_query, json_response, query_choice, query_limit
+from gateway.api.http import allow_query, json_response, query_choice, query_limit, seen
 from gateway.appkeys import STORE
 
 routes = web.RouteTableDef()
@@ -18,6 +18,7 @@ routes = web.RouteTableDef()
 async def list_activity(request: web.Request) -> web.Response:
     allow_query(request, "order", "cursor", "limit")
     cid = request.match_info["id"]
+    await seen(request, cid)
     descending = (query_choice(request, "order", ["asc", "desc"]) or "asc") == "desc"
     after: int | None = None
     if cursor := request.query.get("cursor"):

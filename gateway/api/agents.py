@@ -105,6 +105,14 @@ async def heartbeat(request: web.Request) -> web.Response:
     return json_response(await request.config_dict[CORE].agents.heartbeat(principal(request).name))
 
 
+@routes.post("/queues/{name}/next")
+async def next_in_queue(request: web.Request) -> web.StreamResponse:
+    """Claim the most urgent thread of the queue the caller may take: 200 with it, 204 when none."""
+    allow_query(request)
+    conv = await request.config_dict[CORE].assignment.pull(request.match_info["name"], principal(request).name)
+    return json_response(conv) if conv is not None else web.Response(status=204)
+
+
 @routes.get("/queues")
 async def list_queues(request: web.Request) -> web.Response:
     allow_query(request)

@@ -16,7 +16,7 @@ from aiohttp import web
 from connectors.base import FileUnavailable
 from conversation.errors import NotFound
 from gateway.api.errors import ApiError
-from gateway.api.http import allow_query
+from gateway.api.http import allow_query, seen
 from gateway.appkeys import CONNECTORS, STORE
 
 routes = web.RouteTableDef()
@@ -41,6 +41,7 @@ async def get_message_attachment(request: web.Request) -> web.Response:
     allow_query(request)
     mid, n = request.match_info["message_id"], request.match_info["n"]
     message = await request.config_dict[STORE].timeline.get_message(mid)
+    await seen(request, message.conversation_id)
     if not n.isdigit() or int(n) >= len(message.attachments):
         raise NotFound(f"message {mid!r} has no attachment {n!r}")
     attachment = message.attachments[int(n)]

@@ -11,7 +11,7 @@ from conversation.activity import agent
 from conversation.model import Identity
 from conversation.phones import phone_address
 from gateway.api.errors import invalid_body, invalid_parameter
-from gateway.api.http import allow_query, json_response, principal, read_json
+from gateway.api.http import allow_query, json_response, principal, read_json, seen
 from gateway.api.schemas import CustomerList, CustomerPatch
 from gateway.appkeys import CORE, STORE
 from gateway.auth import Role
@@ -29,6 +29,7 @@ _ALIASES = {"whatsapp": "phone", "sms": "phone", "tel": "phone", "mailto": "emai
 @routes.get("/customers/{id}")
 async def get_customer(request: web.Request) -> web.Response:
     allow_query(request)
+    await seen(request, request.match_info["id"])  # a customer is their conversation
     return json_response(await request.config_dict[STORE].threads.get_customer(request.match_info["id"]))
 
 
@@ -36,6 +37,7 @@ async def get_customer(request: web.Request) -> web.Response:
 async def patch_customer(request: web.Request) -> web.Response:
     """Name and locale by any agent; the tier by a supervisor (403 otherwise)."""
     allow_query(request)
+    await seen(request, request.match_info["id"])
     body = await read_json(request, CustomerPatch)
     details = {name: getattr(body, name) for name in ("name", "locale", "tier", "account_manager")
                if not isinstance(getattr(body, name), UnsetType)}

@@ -9,6 +9,7 @@ from aiohttp.typedefs import Handler
 from conversation.capabilities import TextTooLong, WindowClosed
 from conversation.errors import NoChannel, NotAllowed, NotFound, OptedOut, StillMalformed, StoreBusy, StoreUnavailable
 from conversation.service.agents import AgentExists
+from conversation.service.assignment import AtCapacity, NotOnline
 from conversation.service.replies import UnknownTemplate
 from conversation.service.voice import UnknownChannel
 from conversation.voice import MissingVariable, RenderFailed, UnknownIntent
@@ -46,6 +47,8 @@ _DOMAIN: list[tuple[type[Exception], int, str]] = [
     (StillMalformed, 422, "still_malformed"),
     (MissingVariable, 422, "missing_variable"),
     (AgentExists, 409, "agent_exists"),
+    (AtCapacity, 409, "at_capacity"),
+    (NotOnline, 409, "not_online"),
     (RenderFailed, 422, "render_failed"),
     (Forbidden, 403, "forbidden"),
     (NotAllowed, 403, "forbidden"),

@@ -7,9 +7,11 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
+from conversation.model import Conversation
+from conversation.service.access import Scope
 from conversation.voice.locales import preferred_language
 from gateway.api.errors import ApiError, invalid_parameter
-from gateway.appkeys import CONFIG
+from gateway.appkeys import CONFIG, CORE
 from gateway.auth import PRINCIPAL, Principal
 
 # Agent requests are small JSON documents; a tighter cap than the webhooks' keeps a client from
@@ -30,6 +32,19 @@ def json_response(body: Any, status: int = 200) -> web.Response:
 
 def principal(request: web.Request) -> Principal:
     return request[PRINCIPAL]
+
+
+async def scope(request: web.Request) -> Scope:
+    """What the caller may see (conversation.service.access)."""
+    me = principal(request)
+    return await request.config_dict[CORE].access.scope(me.name, me.role.value)
+
+
+async def seen(request: web.Request, cid: str) -> Conversation:
+    """The conversation, when the caller may see it: 404 when there is none, 403 when it is
+    someone else's queue's."""
+    me = principal(request)
+    return await request.config_dict[CORE].access.conversation(cid, me.name, me.role.value)
 
 
 def body_limit(request: web.Request) -> int:

@@ -7,7 +7,7 @@ from aiohttp import web
 from msgspec import UnsetType
 
 from conversation.activity import agent
-from conversation.errors import NotFound
+from conversation.errors import NotAllowed, NotFound
 from conversation.ids import message_id, split_message_id
 from conversation.model import Template, ThreadStatus
 from gateway.api.errors import invalid_body, invalid_parameter
@@ -20,6 +20,8 @@ from gateway.api.http import (
     query_choice,
     query_limit,
     read_json,
+    scope,
+    seen,
 )
 from gateway.api.schemas import (
     AssignRequest,
@@ -28,6 +30,7 @@ from gateway.api.schemas import (
     ReplyAccepted,
     ReplyRequest,
     StatusRequest,
+    TransferRequest,
 )
 from gateway.appkeys import CORE, STORE
 from gateway.auth import Role
@@ -46,13 +49,18 @@ async def list_conversations(request: web.Request) -> web.Response:
         assignee = me.name
     status = query_choice(request, "status", STATUSES)
     limit = query_limit(request)
+    queue = request.query.get("queue") or None
+    allowed = await scope(request)
+    if queue is not None and not allowed.allows_queue(queue) and assignee != me.name:
+        raise NotAllowed(f"queue {queue!r} is not one of yours")
     try:
         items, cursor = await request.config_dict[STORE].indexes.list_conversations(
             status=status,
-            queue=request.query.get("queue") or None,
+            queue=queue,
             assignee=assignee,
             cursor=request.query.get("cursor") or None,
             limit=limit,
+            visible=None if allowed.everything else allowed.allows,
         )
     except ValueError:
         raise invalid_parameter("cursor is not one this API gave out") from None
@@ -63,7 +71,7 @@ async def list_conversations(request: web.Request) -> web.Response:
 async def get_conversation(request: web.Request) -> web.Response:
     allow_query(request)
     cid = request.match_info["id"]
-    conversation = await request.config_dict[STORE].threads.get_conversation(cid)
+    conversation = await seen(request, cid)
     windows = await request.config_dict[CORE].replies.windows(cid)
     return json_response(msgspec.structs.replace(conversation, reply_windows=windows))
 
@@ -72,6 +80,7 @@ async def get_conversation(request: web.Request) -> web.Response:
 async def list_messages(request: web.Request) -> web.Response:
     allow_query(request, "cursor", "limit")
     cid = request.match_info["id"]
+    await seen(request, cid)
     limit = query_limit(request)
     after = -1
     if cursor := request.query.get("cursor"):
@@ -89,6 +98,7 @@ async def list_messages(request: web.Request) -> web.Response:
 @routes.post("/conversations/{id}/messages")
 async def post_message(request: web.Request) -> web.Response:
     allow_query(request)
+    await seen(request, request.match_info["id"])
     body = await read_json(request, ReplyRequest)
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
@@ -124,6 +134,7 @@ async def post_message(request: web.Request) -> web.Response:
 @routes.post("/conversations/{id}/assign")
 async def assign(request: web.Request) -> web.Response:
     allow_query(request)
+    await seen(request, request.match_info["id"])
     body = await read_json(request, AssignRequest)
     me = principal(request)
     target = me.name if body.assignee == "me" else body.assignee
@@ -135,13 +146,28 @@ async def assign(request: web.Request) -> web.Response:
 async def reroute(request: web.Request) -> web.Response:
     """Run the routing rules again (the customer's tier changed, the thread was misrouted)."""
     allow_query(request)
+    await seen(request, request.match_info["id"])
     return json_response(await request.config_dict[CORE].threads.reroute(
         request.match_info["id"], by=agent(principal(request).name)))
+
+
+@routes.post("/conversations/{id}/transfer")
+async def transfer(request: web.Request) -> web.Response:
+    """To another queue, another agent, or both; the note goes on the activity log."""
+    allow_query(request)
+    await seen(request, request.match_info["id"])
+    body = await read_json(request, TransferRequest)
+    if body.queue is None and body.agent is None:
+        raise invalid_body("give a queue, an agent, or both")
+    return json_response(await request.config_dict[CORE].threads.transfer(
+        request.match_info["id"], queue=body.queue, to=body.agent, note=body.note,
+        by=agent(principal(request).name)))
 
 
 @routes.post("/conversations/{id}/status")
 async def set_status(request: web.Request) -> web.Response:
     allow_query(request)
+    await seen(request, request.match_info["id"])
     body = await read_json(request, StatusRequest)
     return json_response(await request.config_dict[CORE].threads.set_status(
         request.match_info["id"], body.status, by=agent(principal(request).name)))

@@ -36,6 +36,7 @@ from gateway.api.schemas import (
     ReplyAccepted,
     ReplyRequest,
     StatusRequest,
+    TransferRequest,
     VoiceReloaded,
     VoiceTemplateList,
 )
@@ -46,7 +47,7 @@ _COMPONENTS: tuple[type[msgspec.Struct], ...] = (
     Conversation, Customer, Message, ConversationPage, MessagePage, CustomerList, DeadLetterPage,
     ReplyRequest, AssignRequest, StatusRequest, Error, ActivityPage, ReplyAccepted, CustomerPatch, PreviewRequest,
     PreviewPage, VoiceTemplateList, VoiceReloaded, Agent, AgentPatch, AgentView, AgentList, PresenceRequest,
-    QueueList,
+    QueueList, TransferRequest,
 )
 
 
@@ -119,6 +120,13 @@ def api_paths() -> JSON:
             ("200", json_body(ref(Conversation), "The conversation after the change.")),
             params=[ID], body=AssignRequest,
             errors={**not_found, "403": error("Agents may only assign themselves or unassign themselves.")},
+            tag="conversations",
+        )},
+        "/v1/conversations/{id}/transfer": {"post": op(
+            "transferConversation", "Transfer a conversation",
+            ("200", json_body(ref(Conversation), "The conversation after it (logged as transferred).")),
+            params=[ID], body=TransferRequest,
+            errors={**not_found, "409": error("The agent has no room for it (at_capacity).")},
             tag="conversations",
         )},
         "/v1/conversations/{id}/status": {"post": op(
@@ -215,6 +223,29 @@ def api_paths() -> JSON:
             ("200", json_body(ref(AgentView), "The caller as an agent.")),
             errors={"404": error("The caller is no agent.")}, tag="agents",
         )},
+        "/v1/events": {"get": op(
+            "streamEvents", "Live events (Server-Sent Events)",
+            ("200", {"description": "A text/event-stream of what changes in the conversations the token may see: "
+                                    "`event:` is message.created, message.status, message.updated, "
+                                    "conversation.assigned, conversation.transferred, conversation.status or "
+                                    "conversation.updated; `id:` resumes on any gateway process through "
+                                    "Last-Event-ID; `data:` is JSON with conversation_id and the message or "
+                                    "conversation.",
+                     "content": {"text/event-stream": {"schema": {"type": "string"}}}}),
+            params=[param("Last-Event-ID", "header", {"type": "string"},
+                          "Resume after this event (as the stream gave it); without it, from now.")],
+            tag="agents",
+        )},
+        "/v1/queues/{name}/next": {"post": op(
+            "claimNext", "Claim the next thread of a queue",
+            ("200", json_body(ref(Conversation), "The most urgent thread the caller may take (priority, then "
+                                                 "age), now assigned to them.")),
+            params=[param("name", "path", {"type": "string"}, "Queue name.")],
+            errors={"204": {"description": "Nothing the caller may take is waiting."},
+                    "403": error("The caller is not a member of the queue, or lacks its skills."),
+                    "409": error("The caller is at capacity (at_capacity) or not online (not_online).")},
+            tag="agents",
+        )},
         "/v1/queues": {"get": op(
             "listQueues", "List queues",
             ("200", json_body(ref(QueueList), "Every configured queue and every queue a thread is in: its "
@@ -274,17 +305,21 @@ def document(instances: tuple[Instance, ...] = ()) -> JSON:
     # A reply is text (a note, maybe), a template or an intent (with its variables), one of them:
     # what msgspec cannot say alone.
     private: JSON = {"required": ["private"], "properties": {"private": {"const": True}}}
+    no_variables: JSON = {"variables": {"maxProperties": 0}}  # variables go with an intent only
     schemas["ReplyRequest"]["oneOf"] = [
-        {"required": ["text"], "not": {"anyOf": [{"required": ["template"]}, {"required": ["intent"]},
-                                                  {"required": ["variables"]}]}},
-        {"required": ["template"], "not": {"anyOf": [{"required": ["text"]}, {"required": ["intent"]},
-                                                      {"required": ["variables"]}, private]}},
+        {"required": ["text"], "properties": no_variables,
+         "not": {"anyOf": [{"required": ["template"]}, {"required": ["intent"]}]}},
+        {"required": ["template"], "properties": no_variables,
+         "not": {"anyOf": [{"required": ["text"]}, {"required": ["intent"]}, private]}},
         {"required": ["intent"], "not": {"anyOf": [{"required": ["text"]}, {"required": ["template"]}, private]}},
     ]
     schemas["CustomerPatch"]["minProperties"] = 1
     schemas["AgentPatch"]["minProperties"] = 1
+    # A transfer names a queue, an agent, or both.
+    schemas["TransferRequest"]["anyOf"] = [{"required": ["queue"], "properties": {"queue": {"type": "string"}}},
+                                           {"required": ["agent"], "properties": {"agent": {"type": "string"}}}]
     schemas["PreviewRequest"]["oneOf"] = [
-        {"required": ["text"], "not": {"anyOf": [{"required": ["intent"]}, {"required": ["variables"]}]}},
+        {"required": ["text"], "properties": no_variables, "not": {"required": ["intent"]}},
         {"required": ["intent"], "not": {"required": ["text"]}},
     ]
     return {

@@ -174,5 +174,14 @@ class AssignRequest(msgspec.Struct, forbid_unknown_fields=True):
     ]
 
 
+class TransferRequest(msgspec.Struct, forbid_unknown_fields=True):
+    queue: Annotated[
+        Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] | None,
+        Meta(description="The queue it goes to (it waits there, or is pushed to an agent)."),
+    ] = None
+    agent: Annotated[Assignee | None, Meta(description="The agent it goes to; they need room for it.")] = None
+    note: Annotated[Annotated[str, Meta(max_length=2000)] | None, Meta(description="Why, for the activity log.")] = None
+
+
 class StatusRequest(msgspec.Struct, forbid_unknown_fields=True):
     status: ThreadStatus

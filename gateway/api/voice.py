@@ -7,7 +7,7 @@ from msgspec import UnsetType
 
 from gateway import voice
 from gateway.api.errors import ApiError, invalid_body
-from gateway.api.http import accept_language, allow_query, json_response, principal, read_json
+from gateway.api.http import accept_language, allow_query, json_response, principal, read_json, seen
 from gateway.api.schemas import PreviewPage, PreviewRequest, VoiceReloaded, VoiceTemplateList
 from gateway.appkeys import CORE
 from gateway.auth import Role, requires
@@ -27,6 +27,8 @@ async def preview(request: web.Request) -> web.Response:
         raise invalid_body("give either text or intent")
     if body.variables and intent is None:
         raise invalid_body("variables go with an intent")
+    if body.conversation_id is not None:
+        await seen(request, body.conversation_id)
     items = await request.config_dict[CORE].voice.preview(
         conversation_id=body.conversation_id, channels=body.channels, text=text, intent=intent,
         variables=body.variables, locale=body.locale, author=principal(request).name,
