@@ -78,6 +78,7 @@ class Assignment:
         self.routing = routing
         self._team: tuple[float, list[Agent]] = (0.0, [])
         self._eligible: dict[tuple[str, str, str], bytes] = {}  # (queue, channel, language) -> packed
+        self._members: dict[str, list[Agent]] = {}  # queue -> its eligible members
 
     def member(self, agent: Agent, queue: str) -> bool:
         return queue in agent.queues and set(self.routing.queue(queue).skills) <= set(agent.skills)
@@ -165,7 +166,9 @@ class Assignment:
         could take on a channel stops the threads that need the same agents on it from being
         tried again in this pass."""
         profiles = await self._profiles()
-        members = [a for a in profiles if self.member(a, queue)]
+        members = self._members.get(queue)
+        if members is None:  # judged once per queue while the profiles hold
+            members = self._members[queue] = [a for a in profiles if self.member(a, queue)]
         if not members:
             return
         nobody: set[tuple[str, str]] = set()
@@ -221,12 +224,14 @@ class Assignment:
         agents = [a for a in await self.store.agents.many(names) if a is not None]
         self._team = (time.monotonic() + PROFILE_TTL, agents)
         self._eligible = {}
+        self._members = {}
         return agents
 
     def forget_profiles(self) -> None:
         """An agent was created, changed or removed here: read the team afresh."""
         self._team = (0.0, [])
         self._eligible = {}
+        self._members = {}
 
     # --- episodes opening, capacity freeing ---------------------------------------------------------
 
