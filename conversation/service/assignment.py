@@ -139,7 +139,7 @@ class Assignment:
         """Give a thread decided for an agent (its activity, indexes, events); False, with the
         claim given back, when it stopped waiting meanwhile."""
         try:
-            change = await self.store.threads.claim(conv.id, agent, ROUTING, via="push", queue=queue)
+            change = await self.store.handling.claim(conv.id, agent, ROUTING, via="push", queue=queue)
         except NotFound:
             change = None
         if change is None:
@@ -255,7 +255,7 @@ class Assignment:
             await self.drain(queues)
 
     async def _sticky(self, cid: str, queue: str) -> bool:
-        last = await self.store.threads.last_agent(cid)
+        last = await self.store.handling.last_agent(cid)
         if last is None:
             return False
         agent = await self.store.agents.get(last)
@@ -321,7 +321,7 @@ class Assignment:
             # time): the claim that made it gives the thread, or gives it back.
             return "taken", None
         try:
-            change = await self.store.threads.claim(conv.id, agent.name, actor, via=via, queue=queue)
+            change = await self.store.handling.claim(conv.id, agent.name, actor, via=via, queue=queue)
         except NotFound:
             change = None
         if change is None:  # it stopped waiting meanwhile: give the claim back

@@ -130,7 +130,7 @@ class Inbound:
         routing = self.routing
         if not routing.needs_customer:
             return [routing.route(msg) for _, msg in messages]
-        facts = await self.store.threads.routing_facts([cid for cid, _ in targets])
+        facts = await self.store.handling.routing_facts([cid for cid, _ in targets])
         out = []
         for (cid, _), (_, msg) in zip(targets, messages, strict=True):
             known = facts[cid]

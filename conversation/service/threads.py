@@ -46,7 +46,7 @@ class ThreadChanges:
                 if previous is not None:  # put things back as they were
                     await self.store.agents.claim(previous.agent, cid, previous.channel, 0, now_ms(), force=True)
                 raise AtCapacity(f"{to} holds as many {channel or 'such'} threads as their capacity allows")
-        change = await threads.transfer(cid, by, queue=queue, agent=to, note=note)
+        change = await self.store.handling.transfer(cid, by, queue=queue, agent=to, note=note)
         await self.publisher.changed([change])
         drain = [queue or current.queue or ""] if to is None else []
         if previous is not None and previous.agent != to:
@@ -59,15 +59,15 @@ class ThreadChanges:
         """Run the routing rules again on the customer's latest message and what is known of
         them now (a changed tier, new tags): the thread moves to the queue they pick."""
         threads = self.store.threads
-        latest = await threads.latest_inbound(cid)
+        latest = await self.store.handling.latest_inbound(cid)
         if latest is None:
             await threads.get_conversation(cid)  # NotFound when there is no thread at all
             raise NoChannel("the customer has written nothing the rules could read")
-        facts = (await threads.routing_facts([cid]))[cid]
+        facts = (await self.store.handling.routing_facts([cid]))[cid]
         route = self.routing.pick(RoutingFacts(channel=latest.channel, instance=latest.instance, text=latest.text,
                                                tier=facts.tier, language=facts.language, tags=facts.tags,
                                                account_manager=facts.account_manager))
-        change = await threads.reroute(cid, by, route)
+        change = await self.store.handling.reroute(cid, by, route)
         await self.publisher.changed([change])
         conv = await threads.get_conversation(cid)
         if conv.assignee is None and conv.status == ThreadStatus.OPEN:

@@ -29,6 +29,7 @@ from conversation.store.connection import DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_
 from conversation.store.deadletters import DeadLetters
 from conversation.store.delivery import Delivery
 from conversation.store.files import AttachmentStore
+from conversation.store.handling import Handling
 from conversation.store.identities import Identities
 from conversation.store.indexes import Indexes
 from conversation.store.leases import Lease, Leases, Membership
@@ -67,6 +68,7 @@ class Store:
         self.files = AttachmentStore(client, keys, public_url=public_url)
         self.state = State(client, keys)
         self.agents = Agents(client, keys, scripts)
+        self.handling = Handling(client, scripts, keys, self.timeline)
 
     async def find_customer(self, identity: Identity) -> Customer | None:
         """The customer behind an identity, or None (also before its first message is in)."""

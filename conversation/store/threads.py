@@ -94,21 +94,6 @@ class ThreadState(msgspec.Struct, frozen=True):
         })
 
 
-class InboundText(msgspec.Struct, frozen=True):
-    channel: str
-    instance: str
-    text: str
-
-
-class CustomerFacts(msgspec.Struct, frozen=True):
-    """What routing rules know of a customer: tier, language, the thread's tags, account manager."""
-
-    tier: str = "standard"
-    language: str | None = None
-    tags: tuple[str, ...] = ()
-    account_manager: str | None = None
-
-
 class ReplyContext(msgspec.Struct, frozen=True):
     """What the voice renders a reply with. `first_reply`: this reply is the episode's first
     (claimed when read, so of two replies at once only one is)."""
@@ -158,7 +143,8 @@ def _state(cid: str, r: Sequence[Any]) -> ThreadState:
     )
 
 
-def _change(cid: str, r: Sequence[Any]) -> Change:
+def change_from(cid: str, r: Sequence[Any]) -> Change:
+    """The Change a thread-changing script answered with (lua/_activity.lua's thread_state)."""
     return Change(_state(cid, r), tuple(decode_logged(cid, r[_LOGGED])))
 
 
@@ -251,7 +237,7 @@ class Threads:
             append_call(self.keys, cid, msg, partition, entry_id, route, link)
             for cid, msg, partition, entry_id, route, link in items
         ])
-        return [_change(item[0], r) for item, r in zip(items, results, strict=True)]
+        return [change_from(item[0], r) for item, r in zip(items, results, strict=True)]
 
     async def append_inbound(self, cid: str, msg: InboundMessage, *, partition: int, entry_id: str, route: Route,
                              link: bool = True) -> Change:
@@ -304,7 +290,7 @@ class Threads:
         if code == -1:
             raise OptedOut(f"{to.kind if to else 'recipient'} opted out of messages")
         message = await self.timeline.get_message(message_id(cid, seq))
-        return message, code == 1, _change(cid, result)
+        return message, code == 1, change_from(cid, result)
 
     async def update(self, cid: str, actor: Actor, **changes: str | int | None) -> Change:
         """Set status, assignee (None unassigns), queue or priority; keeps episodes. A change to
@@ -318,7 +304,7 @@ class Threads:
                                                           self.keys.activity(cid)], args)
         if result[0] == -2:
             raise NotFound(f"no conversation {cid!r}")
-        return _change(cid, result)
+        return change_from(cid, result)
 
     async def update_customer(self, cid: str, actor: Actor, **details: str | None) -> Change:
         """Set the customer's name, locale or tier (None or "" clears); logged as one entry with
@@ -330,7 +316,7 @@ class Threads:
         result = await self.scripts.run("customer_update", [self.keys.thread(cid), self.keys.activity(cid)], args)
         if result[0] == -2:
             raise NotFound(f"no customer {cid!r}")
-        return _change(cid, result)
+        return change_from(cid, result)
 
     async def reply_context(self, cid: str, *, claim: bool = True) -> ReplyContext:
         """What a reply is rendered with; claims the episode's first reply (see ReplyContext),
@@ -347,50 +333,9 @@ class Threads:
         """A reply that claimed the episode's first reply was refused: the next one greets."""
         await self.scripts.run("reply_context_release", [self.keys.thread(cid)], [episode])
 
-    async def claim(self, cid: str, agent: str, actor: Actor, *, via: str, queue: str = "") -> Change | None:
-        """Give an open, unheld thread (still in `queue`, when given) to `agent`, logged
-        `assigned` with how; None when it is no longer waiting there."""
-        result = await self.scripts.run("thread_claim", [self.keys.thread(cid), self.keys.activity(cid)],
-                                        [utcnow_ms(), actor.kind, actor.name or "", agent, via, queue])
-        if result[0] == -2:
-            raise NotFound(f"no conversation {cid!r}")
-        return _change(cid, result) if int(result[0]) == 1 else None
-
-    async def transfer(self, cid: str, actor: Actor, *, queue: str | None, agent: str | None,
-                       note: str | None) -> Change:
-        result = await self.scripts.run("thread_transfer", [self.keys.thread(cid), self.keys.activity(cid)],
-                                        [utcnow_ms(), actor.kind, actor.name or "", queue or "", agent or "",
-                                         note or ""])
-        if result[0] == -2:
-            raise NotFound(f"no conversation {cid!r}")
-        return _change(cid, result)
-
-    async def last_agent(self, cid: str) -> str | None:
-        raw = await self.redis.hget(self.keys.thread(cid), "last_agent")
-        return _s(raw) if raw else None
-
-    async def reroute(self, cid: str, actor: Actor, route: Route) -> Change:
-        """Put the thread where the rules now send it, logged `rerouted` with the rule."""
-        result = await self.scripts.run("thread_reroute", [self.keys.thread(cid), self.keys.activity(cid)], [
-            utcnow_ms(), actor.kind, actor.name or "", route.queue, route.priority, route.rule,
-            json.dumps(list(route.tags))])
-        if result[0] == -2:
-            raise NotFound(f"no conversation {cid!r}")
-        return _change(cid, result)
-
-    async def latest_inbound(self, cid: str, scan: int = EDIT_SCAN) -> InboundText | None:
-        """The customer's latest message among the thread's last `scan` entries (what a re-route
-        reads), or None."""
-        _, blobs = await self.timeline.recent(cid, scan)
-        for blob in reversed(blobs):
-            stored = stored_decoder.decode(blob)
-            if stored.direction == Direction.INBOUND.value and not stored.deleted:
-                return InboundText(channel=stored.channel, instance=stored.instance or "", text=stored.text)
-        return None
-
     async def list_identity(self, cid: str, identity: Identity, via: str) -> Change:
         """Show an identity on its customer (its identity key is already theirs)."""
-        return _change(cid, await self.scripts.run("add_identity", [self.keys.thread(cid), self.keys.activity(cid)],
+        return change_from(cid, await self.scripts.run("add_identity", [self.keys.thread(cid), self.keys.activity(cid)],
                                                    [identity.kind, identity.address, utcnow_ms(), via]))
 
     async def note_merge_suggestion(self, cid: str, identity: Identity, owner: str | None) -> Change:
@@ -399,7 +344,7 @@ class Threads:
         return Change(None, tuple(decode_logged(cid, logged)))
 
     async def set_opt_out(self, cid: str, identity: Identity, opted_out: bool, actor: Actor) -> Change:
-        return _change(cid, await self.scripts.run(
+        return change_from(cid, await self.scripts.run(
             "set_opt_out", [self.keys.thread(cid), self.keys.activity(cid)],
             [identity.kind, identity.address, int(opted_out), utcnow_ms(), actor.kind]))
 
@@ -480,21 +425,6 @@ class Threads:
             raise NotFound(f"no conversation {cid!r}")
         return _state(cid, [1, -1, *h])
 
-    async def routing_facts(self, cids: Sequence[str]) -> dict[str, CustomerFacts]:
-        """What routing rules may look at, for many customers in one round trip."""
-        unique = list(dict.fromkeys(cids))
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for cid in unique:
-                pipe.hmget(self.keys.thread(cid), ["tier", "loc", "lh", "tags", "am"])
-            rows = await pipe.execute()
-        out: dict[str, CustomerFacts] = {}
-        for cid, (tier, loc, hint, tags, am) in zip(unique, rows, strict=True):
-            out[cid] = CustomerFacts(tier=_s(tier) if tier else "standard",
-                                     language=_s(loc) if loc else (_s(hint) if hint else None),
-                                     tags=tuple(json.loads(tags)) if tags else (),
-                                     account_manager=_s(am) if am else None)
-        return out
-
     async def last_inbound(self, cid: str) -> tuple[str, str, Identity] | None:
         """(channel, instance, sender identity) of the customer's latest inbound message."""
         raw = await self.redis.hget(self.keys.thread(cid), "li")
@@ -565,5 +495,5 @@ class Threads:
         return out
 
 
-__all__ = ["IDEMPOTENCY_TTL", "Change", "CustomerFacts", "ReplyContext", "Route", "ThreadState", "Threads",
-           "append_call", "conversation_from"]
+__all__ = ["IDEMPOTENCY_TTL", "Change", "ReplyContext", "Route", "ThreadState", "Threads", "append_call",
+           "change_from", "conversation_from"]
