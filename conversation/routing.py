@@ -115,10 +115,7 @@ class RoutingRule(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         # Whole words, case-insensitively: "help" must not route "helpful".
         return _pattern("|".join(rf"(?<!\w){re.escape(w)}(?!\w)" for w in words), re.IGNORECASE)
 
-    def matches(self, facts: RoutingFacts | None = None, *, channel: str | None = None, instance: str | None = None,
-                text: str | None = None) -> bool:
-        if facts is None:
-            facts = RoutingFacts(channel=channel or "", instance=instance or "", text=text or "")
+    def matches(self, facts: RoutingFacts) -> bool:
         if self.channel is not None and self.channel != facts.channel:
             return False
         if self.instance is not None and self.instance != facts.instance:

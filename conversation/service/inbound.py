@@ -134,7 +134,7 @@ class Inbound:
         out = []
         for (cid, _), (_, msg) in zip(targets, messages, strict=True):
             known = facts[cid]
-            out.append(routing.route(msg, tier=known.tier, language=known.language or msg.locale, tags=known.tags,
+            out.append(routing.route(msg, tier=known.tier, language=known.language, tags=known.tags,
                                      account_manager=known.account_manager))
         return out
 

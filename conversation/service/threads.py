@@ -33,14 +33,13 @@ class ThreadChanges:
             raise ValueError("transfer to a queue, an agent, or both")
         threads = self.store.threads
         current = await threads.get_conversation(cid)
-        if to is not None and await self.store.agents.get(to) is None:
+        target = await self.store.agents.get(to) if to is not None else None
+        if to is not None and target is None:
             raise NotFound(f"no agent {to!r}")
         previous = await self.store.agents.holder(cid)
         if previous is not None:
             await self.store.agents.release(cid, previous.agent)
-        if to is not None:
-            target = await self.store.agents.get(to)
-            assert target is not None
+        if to is not None and target is not None:
             channel = current.channel or ""
             if await self.store.agents.claim(to, cid, channel, capacity_for(target, channel), now_ms()) == 0:
                 if previous is not None:  # put things back as they were

@@ -42,6 +42,12 @@ class Claim(msgspec.Struct, frozen=True):
     at_ms: int
 
 
+def _claim(raw: bytes | str) -> Claim:
+    """A claim as lua/agent_claim.lua writes it: "<agent>|<channel>|<ms>"."""
+    agent, channel, at = _s(raw).split("|")
+    return Claim(agent, channel, int(at or 0))
+
+
 class Agents:
     def __init__(self, client: aioredis.Redis, keys: Keys, scripts: Scripts) -> None:
         self.redis = client
@@ -77,18 +83,11 @@ class Agents:
 
     async def claims(self) -> dict[str, Claim]:
         """Every held thread (conversation id -> claim)."""
-        out: dict[str, Claim] = {}
-        for cid, raw in (await self.redis.hgetall(self.keys.agent_claims())).items():
-            agent, channel, at = _s(raw).split("|")
-            out[_s(cid)] = Claim(agent, channel, int(at or 0))
-        return out
+        return {_s(cid): _claim(raw) for cid, raw in (await self.redis.hgetall(self.keys.agent_claims())).items()}
 
     async def holder(self, cid: str) -> Claim | None:
         raw = await self.redis.hget(self.keys.agent_claims(), cid)
-        if not raw:
-            return None
-        agent, channel, at = _s(raw).split("|")
-        return Claim(agent, channel, int(at or 0))
+        return _claim(raw) if raw else None
 
     async def create(self, agent: Agent) -> bool:
         """Store a new agent; False when one of that name exists (nothing changes then)."""
