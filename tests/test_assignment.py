@@ -219,3 +219,23 @@ async def test_the_pull_endpoint_answers(aiohttp_client: Any, redis_client: aior
     assert resp.status == 403 and (await resp.json())["error"]["code"] == "forbidden"
     resp = await client.post(f"/v1/conversations/{cids[0]}/transfer", json={"note": "x"}, headers=ana)
     assert resp.status == 400
+
+
+async def test_a_name_holding_the_claim_separator_is_assigned_reassigned_and_let_go(core: Core, store: Store) -> None:
+    """Principals' names are free text: one with "|" (as a fuzzer sent) must not break the
+    claims read back when the thread moves on."""
+    odd, plain = "a|b||c", "dora"
+    [cid] = await waiting(store, 1, "manual")
+    await core.threads.assign(cid, odd, by="root", may_reassign=True)
+    holder = await store.agents.holder(cid)
+    assert holder is not None and (holder.agent, holder.channel) == (odd, "sms")
+    assert await store.agents.claim(odd, cid, "sms", 1, int(time.time() * 1000)) == 2  # theirs already
+    assert await store.agents.claim(plain, cid, "sms", 1, int(time.time() * 1000)) == -1  # another's
+    await core.threads.assign(cid, plain, by="root", may_reassign=True)
+    holder = await store.agents.holder(cid)
+    assert holder is not None and holder.agent == plain
+    seen = await store.agents.presence([odd, plain])
+    assert (seen[odd].load, seen[plain].load) == ({"sms": 0}, {"sms": 1})
+    await core.threads.set_status(cid, ThreadStatus.RESOLVED, by=agent_actor(plain))
+    assert await store.agents.holder(cid) is None
+    assert (await store.agents.presence([plain]))[plain].load == {"sms": 0}

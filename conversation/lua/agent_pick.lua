@@ -8,7 +8,7 @@
 -- channel; the one with the most room wins, then the one idle longest, then by name.
 -- Returns {1, agent} claimed, {0} nobody has room, {-1, holder} already held.
 local held = redis.call('HGET', KEYS[2], ARGV[1])
-if held then return {-1, string.match(held, '^([^|]*)|')} end
+if held then return {-1, string.match(held, '^(.*)|[^|]*|%d*$')} end
 local names, caps, loadfields = {}, {}, {}
 for _, pair in ipairs(cmsgpack.unpack(ARGV[5])) do
   table.insert(names, pair[1])

@@ -5,7 +5,7 @@
 -- another agent than ARGV[2]).
 local existing = redis.call('HGET', KEYS[1], ARGV[1])
 if not existing then return false end
-local who, channel = string.match(existing, '^([^|]*)|([^|]*)|')
+local who, channel = string.match(existing, '^(.*)|([^|]*)|%d*$')
 if ARGV[2] ~= '' and who ~= ARGV[2] then return false end
 local field = who .. '|' .. channel
 if tonumber(redis.call('HGET', KEYS[2], field) or '0') > 0 then redis.call('HINCRBY', KEYS[2], field, -1) end

@@ -43,8 +43,9 @@ class Claim(msgspec.Struct, frozen=True):
 
 
 def _claim(raw: bytes | str) -> Claim:
-    """A claim as lua/agent_claim.lua writes it: "<agent>|<channel>|<ms>"."""
-    agent, channel, at = _s(raw).split("|")
+    """A claim as lua/agent_claim.lua writes it: "<agent>|<channel>|<ms>". Read from the right:
+    a principal's name may hold "|", a channel kind and a time never do."""
+    agent, channel, at = _s(raw).rsplit("|", 2)
     return Claim(agent, channel, int(at or 0))
 
 
