@@ -7,9 +7,11 @@ started for the session. Each test gets its own key prefix and its keys are dele
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
+import hypothesis
 import pytest
 import redis
 import redis.asyncio as aioredis
@@ -17,6 +19,12 @@ import structlog
 
 from connectors.testing.fake_slack import FakeSlack
 from gateway.testing import GatewayUnderTest
+
+# Property tests draw the same examples on every run and carry no per-example deadline: CI judges
+# the change, not the draw nor a busy machine. OMNI_FUZZ_RANDOM=1 hunts with fresh draws.
+hypothesis.settings.register_profile("repeatable", derandomize=True, deadline=None, database=None)
+hypothesis.settings.register_profile("hunt", deadline=None, database=None)
+hypothesis.settings.load_profile("hunt" if os.environ.get("OMNI_FUZZ_RANDOM", "") not in ("", "0") else "repeatable")
 
 # `redis_url` (the machine's Redis at 127.0.0.1:6379, else a private Valkey for the session) comes
 # from the kit's pytest plugin, connectors.testing.plugin, which integrators' suites load too.

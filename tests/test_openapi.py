@@ -4,10 +4,10 @@ Schemathesis generates requests from the document (valid ones, and invalid ones 
 refused) and checks each answer against it: status codes, content types, body schemas, auth.
 The server listens on a real TCP port; schemathesis calls it from a worker thread.
 
-Every run of the suite generates the same cases (hypothesis derandomized), so CI judges the
-change and not the luck of the draw. To hunt for new failures, run it wide and random:
-`OMNI_FUZZ_RANDOM=1 OMNI_FUZZ_EXAMPLES=300 pytest --timeout 0 tests/test_openapi.py`, and pin what it finds
-with a test of its own.
+Every run of the suite generates the same cases (tests/conftest.py loads a derandomized
+hypothesis profile), so CI judges the change and not the luck of the draw. To hunt for new
+failures, run it wide and random, and pin what it finds with a test of its own:
+`OMNI_FUZZ_RANDOM=1 OMNI_FUZZ_EXAMPLES=300 pytest --timeout 0 tests/test_openapi.py`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ DOMAIN_422 = {"no_channel", "text_too_long", "still_malformed", "unknown_templat
               "missing_variable", "render_failed"}
 # per operation and mode: enough to find shape drift, quick enough for every run
 EXAMPLES = int(os.environ.get("OMNI_FUZZ_EXAMPLES", "15"))
-RANDOM = os.environ.get("OMNI_FUZZ_RANDOM", "") not in ("", "0")
 
 
 def test_the_document_is_openapi_3_1_with_bearer_auth() -> None:
@@ -102,8 +101,7 @@ def _fuzz(doc: dict[str, Any], base_url: str, token: str, cid: str) -> None:
             strategies.append(operation.as_strategy(path_parameters={"id": cid}))
 
         @hypothesis.given(case=st.one_of(strategies))
-        @hypothesis.settings(max_examples=EXAMPLES * len(strategies), deadline=None, database=None,
-                             derandomize=not RANDOM,
+        @hypothesis.settings(max_examples=EXAMPLES * len(strategies),
                              suppress_health_check=list(hypothesis.HealthCheck))
         def check(case: Any) -> None:
             _authorize(case, token)
