@@ -9,7 +9,9 @@ online, members of the queue, with room. Then, one at a time (the latency one ag
 - **pull**: `Assignment.pull(queue, agent)`, what `POST /v1/queues/{name}/next` runs: read the
   most urgent waiting threads, check the agent may take one (language, capacity), claim it in the
   {ag} slot (capacity checked and taken in one Lua call), give it in the thread's slot with its
-  activity entry, update the indexes and publish the event. Agents take turns.
+  activity entry, update the indexes and publish the event. Agents take turns. Timed whole
+  ("decided, given") and up to the claim ("decision": the thread chosen for the agent and their
+  capacity taken, when the give starts).
 - **push**: the same decision the other way (`Assignment.decide`): the most urgent waiting
   thread, and among the eligible agents online the one with the most free capacity for its
   channel, idle longest, chosen and claimed in one Lua call; then `give` (the thread's change,
@@ -18,7 +20,8 @@ online, members of the queue, with room. Then, one at a time (the latency one ag
 
 The collector is tuned as `omnigateway serve` tunes it once started (gateway.server.tune_gc).
 It prints p50 / p99 of each in milliseconds, their ratio to the baseline, and the goal
-(p99 <= 2 ms) for the decisions: pull (which gives the thread as it decides) and push's choice.
+(p99 <= 2 ms) for the decisions of pull and push; the whole of each ("decided, given") is printed
+beside them.
 """
 
 from __future__ import annotations
@@ -90,12 +93,26 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         depth = (await store.indexes.waiting([QUEUE]))[QUEUE][0]
         tune_gc()  # as `omnigateway serve` does once started: the seeding's garbage is not the decision's
 
+        # A pull decides (the thread chosen, the agent's capacity claimed in the {ag} slot) and
+        # gives in one call; the moment the give starts, the thread's own claim, ends the decision.
+        give_started: list[float] = []
+        thread_claim = store.handling.claim
+
+        async def timed_thread_claim(*args: Any, **kwargs: Any) -> Any:
+            give_started.append(time.perf_counter())
+            return await thread_claim(*args, **kwargs)
+
+        store.handling.claim = timed_thread_claim  # type: ignore[method-assign]
         pull: list[float] = []
+        pull_decide: list[float] = []
         for n in range(args.claims):
+            give_started.clear()
             start = time.perf_counter()
             conv = await core.assignment.pull(QUEUE, names[n % len(names)])
             pull.append((time.perf_counter() - start) * 1000)
-            assert conv is not None
+            assert conv is not None and len(give_started) == 1
+            pull_decide.append((give_started[0] - start) * 1000)
+        store.handling.claim = thread_claim  # type: ignore[method-assign]
         decide: list[float] = []
         push: list[float] = []
         for _ in range(args.claims):
@@ -118,13 +135,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         redis.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     figures = {name: {"p50_ms": round(statistics.median(v), 3), "p99_ms": round(percentile(v, 99), 3)}
-               for name, v in (("pull", pull), ("push_decision", decide), ("push", push),
-                               ("baseline_zpopmin", base))}
-    for name in ("pull", "push_decision", "push"):
+               for name, v in (("pull_decision", pull_decide), ("pull", pull), ("push_decision", decide),
+                               ("push", push), ("baseline_zpopmin", base))}
+    for name in ("pull_decision", "pull", "push_decision", "push"):
         figures[name]["p99_vs_baseline"] = round(figures[name]["p99_ms"] / figures["baseline_zpopmin"]["p99_ms"], 1)
     return {"threads": args.threads, "agents": args.agents, "claims": args.claims, "queue_depth": depth,
             "figures": figures, "goal_p99_ms": GOAL_P99_MS,
-            "meets_goal": all(figures[n]["p99_ms"] <= GOAL_P99_MS for n in ("pull", "push_decision"))}
+            "meets_goal": all(figures[n]["p99_ms"] <= GOAL_P99_MS for n in ("pull_decision", "push_decision"))}
 
 
 def report(result: dict[str, Any]) -> str:
@@ -132,11 +149,13 @@ def report(result: dict[str, Any]) -> str:
     lines = [f"assignment with {result['queue_depth']} threads waiting and {result['agents']} agents online, "
              f"{result['claims']} decisions each, one at a time", "",
              f"{'':22}{'p50 ms':>10}{'p99 ms':>10}{'p99 / baseline':>16}"]
-    for name, label in (("pull", "pull (next, given)"), ("push_decision", "push: decision"),
+    for name, label in (("pull_decision", "pull: decision"), ("pull", "pull: decided, given"),
+                        ("push_decision", "push: decision"),
                         ("push", "push: decided, given"), ("baseline_zpopmin", "bare ZPOPMIN")):
         ratio = f"{f[name]['p99_vs_baseline']:.1f}" if "p99_vs_baseline" in f[name] else ""
         lines.append(f"{label:22}{f[name]['p50_ms']:>10.3f}{f[name]['p99_ms']:>10.3f}{ratio:>16}")
-    lines += ["", f"goal: the decision's p99 <= {GOAL_P99_MS} ms (pull, and push's choice and claim): "
+    lines += ["", f"goal: the decision's p99 <= {GOAL_P99_MS} ms (the thread and the agent chosen, the "
+                  f"capacity claimed; pull and push): "
                   f"{'met' if result['meets_goal'] else 'NOT met'}"]
     return "\n".join(lines)
 
