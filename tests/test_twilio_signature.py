@@ -36,7 +36,7 @@ values = st.text(max_size=20)  # any Unicode: Twilio signs the decoded values
 pairs = st.lists(st.tuples(names, values), max_size=10)  # repeated names included
 algorithms = st.sampled_from([HMAC_SHA1, HMAC_SHA256, "hmac_sha256"])
 
-fast = settings(max_examples=300, deadline=None, database=None)
+fast = settings(max_examples=300)  # deadline and database: the suite's profile (conftest.py)
 
 
 def reference(url: str, params: list[tuple[str, str]], sig: str, algorithm: str = HMAC_SHA1) -> bool:

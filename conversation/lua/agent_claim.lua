@@ -3,8 +3,8 @@
 -- KEYS[3] last-assignment sorted set (agent -> ms: who has been idle longest)
 -- ARGV: 1 agent, 2 conversation id, 3 channel, 4 capacity for that channel, 5 now ms,
 --       6 "1": count it even beyond capacity (a supervisor's assignment, a key account's manager)
--- A claim is "<agent>|<channel>|<ms>", read from the right (a name may hold "|"). Returns 1 claimed, 2 already this agent's, 0 at capacity,
--- -1 claimed by another agent.
+-- A claim is "<agent>|<channel>|<ms>", read from the right (a name may hold "|").
+-- Returns 1 claimed, 2 already this agent's, 0 at capacity, -1 claimed by another agent.
 local existing = redis.call('HGET', KEYS[2], ARGV[2])
 if existing then
   local who = string.match(existing, '^(.*)|[^|]*|%d*$')
