@@ -151,9 +151,26 @@ class Keys:
         return f"{self.prefix}:{{ag}}:idle"
 
     def agent_loads(self) -> str:
-        """Hash: "<agent>|<channel>" -> threads the agent holds now on that channel (one hash for
-        the whole team: a push decision reads every agent's load in one command)."""
+        """Hash: "<agent>|<channel>" -> threads the agent holds now on that channel."""
         return f"{self.prefix}:{{ag}}:loads"
+
+    def agent_slot(self) -> str:
+        """The {ag} keys' common prefix. The push ranking's keys are derived from it inside Lua
+        (which channels an agent is ranked on is known only there): <slot>:caps:<agent>, a hash
+        of channel -> capacity, and <slot>:rank:<channel>, the agents with room on it, best
+        first (lua/_ranking.lua)."""
+        return f"{self.prefix}:{{ag}}"
+
+    def agent_caps(self, name: str) -> str:
+        return f"{self.agent_slot()}:caps:{name}"
+
+    def agent_ranking(self, channel: str) -> str:
+        return f"{self.agent_slot()}:rank:{channel}"
+
+    def agent_ranked(self) -> str:
+        """Set once every agent's ranking was built (a store written before the ranking existed
+        gets it built on first use)."""
+        return f"{self.agent_slot()}:ranked"
 
     # --- ingest: partitioned streams with their dedupe keys --------------------------------------
     def ingest_stream(self, partition: int) -> str:

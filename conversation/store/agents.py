@@ -1,12 +1,14 @@
 """Agents, their presence, heartbeats and load, in the {ag} slot (conversation.keys).
 
 One slot, so that an agent's profile, presence and load can change together with a claim in one
-Lua call (capacity checked and taken atomically).
+Lua call (capacity checked and taken atomically), and with the push ranking that follows them
+(lua/_ranking.lua): every write here that changes an agent's capacity, load, presence or idle
+time ranks them again in the same call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -31,9 +33,10 @@ class StoredPresence(msgspec.Struct, frozen=True):
     last_given_ms: int = 0  # when they were last given a thread: who has been idle longest
 
 
-def pack_candidates(candidates: Sequence[tuple[str, int]]) -> bytes:
-    """(agent, capacity) pairs as `Agents.pick` takes them: packed once per pass, not per call."""
-    return _encoder.encode([[name, capacity] for name, capacity in candidates])
+def pack_candidates(names: Iterable[str]) -> str:
+    """The agents a push may choose from, as `Agents.pick` takes them: each between newlines
+    (agent names hold none), so the ranking's walk tests one in a single string search."""
+    return "\n" + "".join(f"{name}\n" for name in names)
 
 
 class Claim(msgspec.Struct, frozen=True):
@@ -62,24 +65,30 @@ class Agents:
         keys = self.keys
         return int(await self.scripts.run("agent_claim", [keys.agent_loads(), keys.agent_claims(),
                                                           keys.agent_idle()],
-                                          [agent, cid, channel, capacity, now_ms, "1" if force else "0"]))
+                                          [agent, cid, channel, capacity, now_ms, "1" if force else "0",
+                                           keys.agent_slot()]))
 
-    async def pick(self, cid: str, channel: str, candidates: bytes, now_ms: int,
+    async def pick(self, cid: str, channel: str, candidates: str, now_ms: int,
                    presence_timeout_ms: int) -> tuple[int, str | None]:
-        """Push: among `candidates` (`pack_candidates`: agent, capacity on the channel), the one
-        online with the most room, then idle longest, claimed in the same atomic step:
-        (1, agent), (0, None) when nobody has room, (-1, holder) when the thread is held already."""
+        """Push: among `candidates` (`pack_candidates`), the one online with the most room on the
+        channel, then idle longest, claimed in the same atomic step: (1, agent), (0, None) when
+        nobody has room, (-1, holder) when the thread is held already. It reads the ranking
+        (lua/_ranking.lua) from the top, not the whole team."""
         keys = self.keys
         reply = await self.scripts.run("agent_pick", [keys.agent_loads(), keys.agent_claims(), keys.agent_idle(),
-                                                      keys.agent_presence(), keys.agent_seen()],
-                                       [cid, channel, now_ms, presence_timeout_ms, candidates])
+                                                      keys.agent_seen()],
+                                       [cid, channel, now_ms, presence_timeout_ms, candidates, keys.agent_slot()])
         return int(reply[0]), (_s(reply[1]) if len(reply) > 1 else None)
+
+    async def ranking(self, channel: str) -> list[str]:
+        """The agents push ranks for a channel, best first (who declared no capacity: "*")."""
+        return [_s(n) for n in await self.redis.zrange(self.keys.agent_ranking(channel), 0, -1)]
 
     async def release(self, cid: str, agent: str = "") -> str | None:
         """Let go of a held thread (of `agent`, or of whoever holds it): the agent whose
         capacity freed, or None."""
         who = await self.scripts.run("agent_release", [self.keys.agent_claims(), self.keys.agent_loads()],
-                                     [cid, agent])
+                                     [cid, agent, self.keys.agent_slot()])
         return _s(who) if who else None
 
     async def claims(self) -> dict[str, Claim]:
@@ -90,19 +99,28 @@ class Agents:
         raw = await self.redis.hget(self.keys.agent_claims(), cid)
         return _claim(raw) if raw else None
 
+    def _profile_call(self, name: str, what: str, agent: Agent | None = None) -> tuple[list[str], list[Any]]:
+        keys = self.keys
+        return ([keys.agent(name), keys.agent_names(), keys.agent_presence(), keys.agent_seen()],
+                [keys.agent_slot(), name, what, _encoder.encode(agent) if agent is not None else b""])
+
+    async def _profile(self, name: str, what: str, agent: Agent | None = None) -> bool:
+        return bool(await self.scripts.run("agent_profile", *self._profile_call(name, what, agent)))
+
     async def create(self, agent: Agent) -> bool:
         """Store a new agent; False when one of that name exists (nothing changes then)."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(self.keys.agent(agent.name), _encoder.encode(agent), nx=True)
-            pipe.sadd(self.keys.agent_names(), agent.name)
-            created, _ = await pipe.execute()
-        return bool(created)
+        return await self._profile(agent.name, "create", agent)
 
     async def save(self, agent: Agent) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(self.keys.agent(agent.name), _encoder.encode(agent))
-            pipe.sadd(self.keys.agent_names(), agent.name)
-            await pipe.execute()
+        await self._profile(agent.name, "save", agent)
+
+    async def ensure_ranking(self) -> None:
+        """Build the push ranking of every agent, once, for a store written before it existed."""
+        keys = self.keys
+        if await self.redis.exists(keys.agent_ranked()):
+            return
+        await self.scripts.batch("agent_profile", [self._profile_call(name, "rank") for name in await self.names()])
+        await self.redis.set(keys.agent_ranked(), 1)
 
     async def get(self, name: str) -> Agent | None:
         raw = await self.redis.get(self.keys.agent(name))
@@ -119,12 +137,7 @@ class Agents:
         return agent, (_s(status) if status else None), int(seen or 0)
 
     async def delete(self, name: str) -> bool:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self.keys.agent(name))
-            pipe.srem(self.keys.agent_names(), name)
-            pipe.hdel(self.keys.agent_presence(), name)
-            pipe.zrem(self.keys.agent_seen(), name)
-            deleted, *_ = await pipe.execute()
+        deleted = await self._profile(name, "delete")
         loads = [f for f in await self.redis.hkeys(self.keys.agent_loads()) if _s(f).startswith(f"{name}|")]
         if loads:
             await self.redis.hdel(self.keys.agent_loads(), *loads)
@@ -174,20 +187,19 @@ class Agents:
                                      load=per_agent[name], last_given_ms=int(given[i] or 0))
                 for i, name in enumerate(names)}
 
+    async def _presence(self, name: str, status: str, now_ms: int) -> str | None:
+        keys = self.keys
+        reply = await self.scripts.run("agent_presence", [keys.agent_presence(), keys.agent_seen()],
+                                       [keys.agent_slot(), name, status, now_ms])
+        return _s(reply) if reply else None
+
     async def set_presence(self, name: str, status: str, now_ms: int) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.keys.agent_presence(), name, status)
-            pipe.zadd(self.keys.agent_seen(), {name: now_ms})
-            await pipe.execute()
+        await self._presence(name, status, now_ms)
 
     async def heartbeat(self, name: str, now_ms: int) -> str | None:
         """Keep an agent's presence alive; an agent away only by silence comes back online.
         Returns the presence as set (None: never set)."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zadd(self.keys.agent_seen(), {name: now_ms})
-            pipe.hget(self.keys.agent_presence(), name)
-            _, status = await pipe.execute()
-        return _s(status) if status else None
+        return await self._presence(name, "", now_ms)
 
 
 __all__ = ["Agents", "Claim", "StoredPresence", "pack_candidates"]

@@ -25,12 +25,21 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+INCLUDE = "--@include "
+
+
 def load_sources() -> dict[str, str]:
-    """Every script's full source, prelude included, by name."""
+    """Every script's full source, prelude included, by name. A line `--@include _x.lua` is
+    replaced by that file (helpers a few scripts share, such as the push ranking's)."""
     folder = resources.files("conversation") / "lua"
     prelude = lua_prelude() + (folder / "_activity.lua").read_text()
+
+    def expand(text: str) -> str:
+        return "".join((folder / line[len(INCLUDE):].strip()).read_text() if line.startswith(INCLUDE) else line
+                       for line in text.splitlines(keepends=True))
+
     return {
-        path.name.removesuffix(".lua"): prelude + path.read_text()
+        path.name.removesuffix(".lua"): prelude + expand(path.read_text())
         for path in folder.iterdir()
         if path.name.endswith(".lua") and not path.name.startswith("_")
     }
