@@ -161,9 +161,6 @@ class Keys:
         first (lua/_ranking.lua)."""
         return f"{self.prefix}:{{ag}}"
 
-    def agent_caps(self, name: str) -> str:
-        return f"{self.agent_slot()}:caps:{name}"
-
     def agent_ranking(self, channel: str) -> str:
         return f"{self.agent_slot()}:rank:{channel}"
 

@@ -43,23 +43,3 @@ local function unrank(p, agent)
     redis.call('ZREM', p .. ':rank:' .. channel, agent)
   end
 end
-
--- Set an agent's capacities from their stored profile (msgpack, as conversation.agents.Agent),
--- and rank them; no profile: they are ranked nowhere.
-local function recap(p, agent)
-  unrank(p, agent)
-  redis.call('DEL', p .. ':caps:' .. agent)
-  local packed = redis.call('GET', p .. ':agent:' .. agent)
-  if not packed then return end
-  local capacity = cmsgpack.unpack(packed).capacity
-  local fields = {}
-  if type(capacity) == 'table' then
-    for channel, n in pairs(capacity) do
-      table.insert(fields, channel)
-      table.insert(fields, n)
-    end
-  end
-  if #fields == 0 then fields = {'*', 0} end
-  redis.call('HSET', p .. ':caps:' .. agent, unpack(fields))
-  rerank(p, agent)
-end

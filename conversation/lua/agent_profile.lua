@@ -6,14 +6,35 @@
 --       4 the profile (msgpack, as conversation.agents.Agent) for create and save
 -- Returns 1 done, 0 not (create: the name exists; delete and rank: no such agent).
 --@include _ranking.lua
-local p, agent, what = ARGV[1], ARGV[2], ARGV[3]
-if what == 'delete' then
+
+-- Set the agent's capacities from their stored profile (KEYS[1]) and rank them; no profile: their
+-- capacities go and they are ranked nowhere.
+local function recap(p, agent)
   unrank(p, agent)
   redis.call('DEL', p .. ':caps:' .. agent)
+  local packed = redis.call('GET', KEYS[1])
+  if not packed then return end
+  local capacity = cmsgpack.unpack(packed).capacity
+  local fields = {}
+  if type(capacity) == 'table' then
+    for channel, n in pairs(capacity) do
+      table.insert(fields, channel)
+      table.insert(fields, n)
+    end
+  end
+  if #fields == 0 then fields = {'*', 0} end
+  redis.call('HSET', p .. ':caps:' .. agent, unpack(fields))
+  rerank(p, agent)
+end
+
+local p, agent, what = ARGV[1], ARGV[2], ARGV[3]
+if what == 'delete' then
+  local deleted = redis.call('DEL', KEYS[1])
+  recap(p, agent)
   redis.call('SREM', KEYS[2], agent)
   redis.call('HDEL', KEYS[3], agent)
   redis.call('ZREM', KEYS[4], agent)
-  return redis.call('DEL', KEYS[1])
+  return deleted
 end
 if what == 'rank' then
   if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
